@@ -6,10 +6,6 @@ import sys
 from conftest import run_python
 
 
-def _dpattern(*args):
-    return subprocess.run([sys.executable, "-m", "dpattern.cli", *args], capture_output=True, text=True, timeout=300)
-
-
 def test_help_on_every_command():
     from dpattern.cli import build_parser
     parser = build_parser()
