@@ -168,3 +168,14 @@ def test_prune_widget_state_keeps_what_displayed_widgets_need():
     nb.cells = []
     build_site.prune_widget_state(nb)
     assert "widgets" not in nb.metadata                                            # no widget, no 3 MB manager
+
+
+def test_cells_skipped_like_nbdev_test():
+    "The build does not run what nbdev_test does not run: tst_flags cells (#| slow) and #| eval: false."
+    flags = set(build_site.settings().get("tst_flags", "").split())
+    assert "slow" in flags
+    cell = nbformat.v4.new_code_cell
+    assert build_site._skipped(cell("#| slow\ntrain(steps=10_000)"), flags)
+    assert build_site._skipped(cell("#| eval: false\nx = 1"), flags)
+    assert not build_site._skipped(cell("#| export\nx = 1"), flags)
+    assert not build_site._skipped(cell("x = 1  # slow"), flags)
