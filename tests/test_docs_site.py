@@ -44,6 +44,10 @@ def _require_browser():
                     "the test drives the system Chromium)", pytrace=False)
 
 
+def test_browser_is_installed():
+    _require_browser()
+
+
 @pytest.fixture(scope="module")
 def site():
     _require_browser()
