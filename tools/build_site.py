@@ -77,8 +77,6 @@ NPM_ASSETS = [
     ("mathjax/ui/", "mathjax/es5/ui/*"),
     ("mathjax/a11y/", "mathjax/es5/a11y/*"),
 ]
-# Keys that Quarto accepts at each level we use (checked against Quarto's own schema, see tests).
-SIDEBAR_SECTIONS = ("Home", "Core", "NCA", "PDE", "ABM", "Tutorials")
 
 
 class SiteError(Exception):
@@ -226,10 +224,12 @@ def update_sidebar(root: Path = ROOT) -> list[str]:
         folder = f.split("/")[0] if "/" in f else "home"
         sec = sections.get(folder)
         if sec is None:
-            sec = sections[folder] = {"section": folder.capitalize(), "contents": []}
+            name = folder.upper() if len(folder) <= 3 else folder.capitalize()     # nca -> NCA, tutorials -> Tutorials
+            sec = sections[folder] = {"section": name, "contents": []}
             contents.append(sec)
-        sec.setdefault("contents", []).append(f)
-        sec["contents"] = sorted(sec["contents"], key=lambda x: x if isinstance(x, str) else x.get("href", ""))
+        items = sec.get("contents") or []
+        at = next((i for i, x in enumerate(items) if isinstance(x, str) and x > f), len(items))
+        sec["contents"] = items[:at] + [f] + items[at:]       # in name order, manual order left alone
         changes.append(f"added {f} to section {sec['section']}")
     if changes:
         path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
@@ -371,9 +371,10 @@ def process_notebook(job):
     os.environ["PYTHONPATH"] = os.pathsep.join([root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
     t0 = time.time()
     nb = nbformat.read(src, as_version=4)
-    fm_skip = False
+    # like nbdev_test: `skip_exec: true` front matter or a `.notest` file beside it -> saved outputs
+    fm_skip = (Path(src).parent / ".notest").exists()
     if nb.cells and nb.cells[0].cell_type == "raw":
-        fm_skip = "skip_exec: true" in nb.cells[0].source
+        fm_skip = fm_skip or "skip_exec: true" in nb.cells[0].source
     if execute and not fm_skip:
         from nbclient import NotebookClient
         flags = set(settings(Path(root)).get("tst_flags", "").split())
