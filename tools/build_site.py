@@ -232,7 +232,13 @@ def update_sidebar(root: Path = ROOT) -> list[str]:
         sec["contents"] = items[:at] + [f] + items[at:]       # in name order, manual order left alone
         changes.append(f"added {f} to section {sec['section']}")
     if changes:
-        path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        class Indented(yaml.SafeDumper):           # lists indented under their key, as in the file
+            def increase_indent(self, flow=False, indentless=False):
+                return super().increase_indent(flow, False)
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        header = "".join(line for line in text.splitlines(True)[:next(
+            (i for i, line in enumerate(text.splitlines()) if not line.startswith("#")), 0)])
+        path.write_text(header + yaml.dump(doc, Dumper=Indented, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return changes
 
 
@@ -723,12 +729,16 @@ def build(out: Path | None = None, jobs: int = 2, execute: bool = True, timeout:
         sys.path.insert(0, str(TOOLS))
         import build_site as mod
         with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(job_list) or 1)), mp_context=mp.get_context("spawn")) as ex:
-            for src, js, t_exec, t_proc in ex.map(mod.process_notebook, job_list):
-                rel = Path(src).relative_to(nbs).as_posix()
-                results[rel], timing[rel] = js, (t_exec, t_proc)
-                done.mkdir(parents=True, exist_ok=True)
-                (done / keys[rel]).write_text(js, encoding="utf-8")
-                log(f"  {rel}: executed in {t_exec:.1f}s, nbdev processors {t_proc:.1f}s")
+            try:
+                for src, js, t_exec, t_proc in ex.map(mod.process_notebook, job_list):
+                    rel = Path(src).relative_to(nbs).as_posix()
+                    results[rel], timing[rel] = js, (t_exec, t_proc)
+                    done.mkdir(parents=True, exist_ok=True)
+                    (done / keys[rel]).write_text(js, encoding="utf-8")
+                    log(f"  {rel}: executed in {t_exec:.1f}s, nbdev processors {t_proc:.1f}s")
+            except mod.SiteError as e:                # the worker's class: this module imported by name
+                ex.shutdown(wait=True, cancel_futures=True)
+                raise SiteError(str(e)) from None
         t2 = time.time()
         import nbformat
         exp = _exporter()
