@@ -59,17 +59,22 @@ class NeuralAgents(AgentModel):
         raise NotImplementedError
 
     def policy(self, state: AgentState, key: jax.Array):
-        z = jnp.concatenate([jnp.tanh(self.features(state)), state.memory], -1)
-        dtype = state.positions.dtype
+        return self.respond(self.features(state), state.memory, key)
+
+    def respond(self, features: jax.Array, memory: jax.Array, key: jax.Array | None = None):
+        """The rule itself: sensed `features [N, F]` and `memory [N, K]` to `(turn, speed, deposit, memory)`
+        (no turning noise without a `key`); `dpattern.inspect.abm` sweeps it to draw the learned responses."""
+        z = jnp.concatenate([jnp.tanh(features), memory], -1)
+        dtype = memory.dtype
         h = getattr(jax.nn, self.activation)(z @ self.w_in.T.astype(dtype) + self.b_in.astype(dtype))
         o = h @ self.w_out.T.astype(dtype) + self.b_out.astype(dtype)
         c = self.channels
         speed = self.max_speed * jax.nn.sigmoid(o[:, 0])
         turn = self.max_turn * jnp.tanh(o[:, 1])
-        if self.turn_noise > 0:
+        if self.turn_noise > 0 and key is not None:
             turn = turn + self.turn_noise * jax.random.normal(key, turn.shape, dtype)
         deposit = self.max_deposit * jax.nn.sigmoid(o[:, 2:2 + c])
-        memory = jnp.tanh(state.memory + o[:, 2 + c:])
+        memory = jnp.tanh(memory + o[:, 2 + c:])
         return turn, speed, deposit, memory
 
 

@@ -283,6 +283,8 @@ def fit_command(args) -> int:
                                     for k, v in report["true"].items()}
     from dpattern.core.checkpoint import atomic_write
     atomic_write(out / "params.json", lambda fh: fh.write(json.dumps(report, indent=1).encode()))
+    from dpattern.pde.fit import save_trajectory
+    save_trajectory(out / "data.npz", t, u, dx, source=report["data"])   # the data fitted, for `dpattern inspect`
     _comparison(fitted, t, u, solver, out / "comparison.png", args.model)
     print(json.dumps({k: report[k] for k in ("fitted", "relative_error") if k in report}, indent=1))
     print(f"wrote {out / 'params.json'}, {out / 'comparison.png'}, checkpoints and logs in {out}")

@@ -206,6 +206,8 @@ class ShootingTask(Task):
         fig = comparison_figure(np.asarray(self.times[:self.window + 1]), np.asarray(self.data[:self.window + 1, 0]),
                                 np.asarray(ys[:, :self.observed]))
         logger.figure("prediction/window", fig, step)
+        from dpattern.inspect.pde import log_figures      # term maps and coefficients, or uncertainties
+        log_figures(model, self, state, step, logger)
 
 # %% ../../nbs/pde/03_fit.ipynb #2ba34261
 @eqx.filter_jit
