@@ -13,9 +13,12 @@ def _pngs(d):
 
 
 def test_inspect_a_classic_pde_fit(tmp_path, capsys):
-    "A Gray–Scott fit (simulated data, 1% noise): uncertainties, the landscape, and the truth within 3 sigma."
+    "A Gray–Scott fit (noise-free data): uncertainties, the landscape, and the truth within 3 sigma."
     run = tmp_path / "fit"
-    assert main(["pde", "fit", "--size", "16", "--iters", "30", "--out", str(run), "--quiet"]) == 0
+    assert main(["pde", "simulate", "gray-scott", "--size", "24", "--t-end", "300", "--frames", "16",
+                 "--out", str(tmp_path / "sim")]) == 0
+    assert main(["pde", "fit", "--data", str(tmp_path / "sim" / "trajectory.npz"), "--init", "feed=0.065",
+                 "--init", "kill=0.06", "--iters", "20", "--out", str(run), "--quiet"]) == 0
     assert (run / "data.npz").is_file()
     assert main(["inspect", str(run), "--refine", "3"]) == 0
     out = run / "inspect"
@@ -31,7 +34,7 @@ def test_inspect_a_neural_pde_fit(tmp_path):
     assert main(["pde", "simulate", "gray-scott", "--size", "16", "--t-end", "60", "--frames", "4",
                  "--out", str(d / "sim")]) == 0
     assert main(["pde", "fit", "--data", str(d / "sim" / "trajectory.npz"), "--model", "neural-rda", "--hidden", "1",
-                 "--width", "4", "--iters", "2", "--window", "1", "--out", str(d / "fit"), "--quiet"]) == 0
+                 "--width", "4", "--degree", "1", "--iters", "2", "--window", "1", "--out", str(d / "fit"), "--quiet"]) == 0
     assert main(["inspect", str(d / "fit"), "--out", str(d / "figs")]) == 0
     assert _pngs(d / "figs") == ["coefficients", "term_magnitudes", "terms"]
     report = json.loads((d / "figs" / "inspect.json").read_text())
