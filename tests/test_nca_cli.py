@@ -63,22 +63,27 @@ def test_existing_run_is_not_overwritten(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint_latest.dpt"]
 
 
-def _train_cmd(out, *extra):
-    return [sys.executable, "-m", "dpattern.cli", "nca", "train", "--size", "12", "--pad", "2", "--channels", "8",
-            "--hidden", "16", "--steps", "8", "12", "--batch-size", "4", "--pool-size", "16", "--iters", "30",
-            "--out", str(out), "--quiet", *extra]
+TRAIN_ARGS = ["nca", "train", "--size", "12", "--pad", "2", "--channels", "8", "--hidden", "16", "--steps", "8", "12",
+              "--batch-size", "4", "--pool-size", "16", "--iters", "30", "--quiet"]
 
 
-def test_resume_after_sigkill_continues_from_the_last_checkpoint(tmp_path):
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    "A complete tiny training run (in this process)."
+    out = tmp_path_factory.mktemp("nca") / "full"
+    code, err = _run_main(TRAIN_ARGS + ["--out", str(out)])
+    assert code == 0, err
+    return out
+
+
+def test_resume_after_sigkill_continues_from_the_last_checkpoint(tmp_path, finished_run):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    full, cut = tmp_path / "full", tmp_path / "cut"
+    cut = tmp_path / "cut"
     code = "import sys; from dpattern.cli import main; sys.exit(main(sys.argv[1:]))"
-    cmd = lambda out, *extra: [sys.executable, "-c", code] + _train_cmd(out, *extra)[3:]
-    r = subprocess.run(cmd(full), env=env, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr
-    p = subprocess.Popen(cmd(cut), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cmd = [sys.executable, "-c", code] + TRAIN_ARGS + ["--out", str(cut)]
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
-    while time.time() < deadline:
+    while time.time() < deadline and p.poll() is None:
         ck = cut / "checkpoint_latest.dpt"
         try:
             if ck.exists() and read_header(ck)["step"] >= 12:
@@ -91,10 +96,10 @@ def test_resume_after_sigkill_continues_from_the_last_checkpoint(tmp_path):
     killed_at = read_header(cut / "checkpoint_latest.dpt")["step"]
     assert 12 <= killed_at < 30, killed_at
     assert not (cut / "metrics.json").exists()
-    r = subprocess.run(cmd(cut, "--resume"), env=env, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     assert f"at step {killed_at}" in r.stdout + r.stderr
-    a, b = read_header(full / "checkpoint_latest.dpt"), read_header(cut / "checkpoint_latest.dpt")
+    a, b = read_header(finished_run / "checkpoint_latest.dpt"), read_header(cut / "checkpoint_latest.dpt")
     assert b["step"] == 30 and len(b["losses"]) == 30
     np.testing.assert_allclose(a["losses"], b["losses"], rtol=1e-5)   # exactly the uninterrupted run
     m = json.loads((cut / "metrics.json").read_text())
@@ -103,14 +108,22 @@ def test_resume_after_sigkill_continues_from_the_last_checkpoint(tmp_path):
         assert (cut / name).exists(), name
 
 
-def test_rollout_command_animates_a_saved_run(tmp_path):
-    out = tmp_path / "run"
-    code, err = _run_main(_train_cmd(out)[3:-1] + ["--iters", "4", "--quiet"])
-    assert code == 0, err
-    (out / "rollout.gif").unlink()
-    code, err = _run_main(["nca", "rollout", str(out), "--steps", "20", "--damage"])
+def test_run_directory_and_metrics(finished_run):
+    m = json.loads((finished_run / "metrics.json").read_text())
+    for k in ("initial_loss", "final_loss", "iters", "seconds", "seconds_per_iter"):
+        assert k in m, k
+    assert m["iters"] == 30 and m["final_loss"] < m["initial_loss"]
+    from dpattern.core.model import load_model
+    from dpattern.nca.model import NCA
+    assert isinstance(load_model(finished_run / "model.dpt"), NCA)
+    assert isinstance(load_model(finished_run / "checkpoint_best.dpt"), NCA)
+    assert any((finished_run / "logs").iterdir())
+
+
+def test_rollout_command_animates_a_saved_run(finished_run):
+    code, err = _run_main(["nca", "rollout", str(finished_run), "--steps", "20", "--damage"])
     assert code == 0, err
     from PIL import Image
-    assert Image.open(out / "rollout-damage.gif").n_frames > 10
-    code, err = _run_main(["nca", "rollout", str(tmp_path / "nothing")])
+    assert Image.open(finished_run / "rollout-damage.gif").n_frames >= 2
+    code, err = _run_main(["nca", "rollout", str(finished_run.parent / "nothing")])
     assert code == 2 and "not a run directory" in err

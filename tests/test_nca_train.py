@@ -20,25 +20,26 @@ def _fit(model, task, steps, seed=0):
 
 def test_regeneration_after_damage():
     target = load_image("logo", size=16, pad=2)                                # [4, 20, 20]
-    task = Grow(target, channels=12, batch_size=8, pool_size=64, steps=(20, 28), damage=2)
-    model = _fit(NCA(12, hidden=48, key=jax.random.key(0)), task, 500)
+    task = Grow(target, channels=12, batch_size=8, pool_size=64, steps=(16, 28), window=4, damage=2, reseed=2)
+    model = _fit(NCA(12, hidden=48, key=jax.random.key(0)), task, 600)
     loss = lambda x: float(visible_l2(x[None], target)[0])
-    grown = model.rollout(task.seed, 48, jax.random.key(1))
-    # a disc covering 20% of the pattern (alpha > 0.1), centred on a pattern pixel off the middle
+    # erase a disc covering 20% of the pattern (alpha > 0.1), off the middle
     area = float((target[3] > 0.1).sum())
-    h = target.shape[-1]
-    radius = np.sqrt(0.2 * area / np.pi) / h
-    hurt = erase_disc(grown, centre=(0.38, 0.62), radius=radius)
-    erased = float(((grown[3] > 0.1) & (hurt[3] == 0)).sum()) / area
-    assert 0.12 < erased < 0.25, erased
-    key = jax.random.key(2)
-    undamaged = loss(model.rollout(grown, 48, key))
-    damaged, regrown = loss(hurt), loss(model.rollout(hurt, 48, key))
-    initial = loss(task.seed)
-    print(f"initial {initial:.4f} undamaged {undamaged:.4f} damaged {damaged:.4f} regrown {regrown:.4f}")
-    assert undamaged < initial / 4                  # it grew the pattern
-    assert damaged > 2 * undamaged                  # the damage hurt
-    assert regrown <= 2 * undamaged                 # ... and was repaired
+    radius = np.sqrt(0.2 * area / np.pi) / target.shape[-1]
+    ratios = []
+    for i in range(3):
+        grown = model.rollout(task.seed, 56, jax.random.key(10 + i))
+        hurt = erase_disc(grown, centre=(0.38, 0.62), radius=radius)
+        erased = float(((grown[3] > 0.1) & (hurt[3] == 0)).sum()) / area
+        assert 0.12 < erased < 0.28, erased
+        key = jax.random.key(20 + i)
+        undamaged = loss(model.rollout(grown, 56, key))           # the same number of further steps, no damage
+        damaged, regrown = loss(hurt), loss(model.rollout(hurt, 56, key))
+        print(f"initial {loss(task.seed):.4f} undamaged {undamaged:.4f} damaged {damaged:.4f} regrown {regrown:.4f}")
+        assert undamaged < loss(task.seed) / 3        # it grew the pattern and keeps it
+        assert damaged > 2 * undamaged                # the damage hurt
+        ratios.append(regrown / undamaged)
+    assert max(ratios) <= 2, ratios                   # ... and was repaired
 
 
 def _shape(kind, colour, n=16, r=5):
@@ -60,10 +61,15 @@ def test_morph_three_images_reduces_loss_5x():
 
 
 def test_texture_brick_reduces_loss_5x():
-    brick = load_texture("brick", size=24)
-    task = Texture(brick, channels=8, size=24, batch_size=4, pool_size=32, steps=(16, 24))
-    model = NCA(8, perception="isotropic", hidden=32, alive_threshold=None, visible=1, key=jax.random.key(0))
+    brick = load_texture("brick", size=32, crop=128)          # bricks a few cells wide, mortar lines
+    task = Texture(brick, channels=8, size=32, batch_size=4, pool_size=32, steps=(16, 24))
+    model = NCA(8, perception="anisotropic_laplacian", hidden=32, alive_threshold=None, visible=1,
+                key=jax.random.key(0))
     before = float(task.evaluate(model, jax.random.key(9)))
-    after = float(task.evaluate(_fit(model, task, 300), jax.random.key(9)))
+    trained = _fit(model, task, 100)
+    after = float(task.evaluate(trained, jax.random.key(9)))
     print(f"texture {before:.4f} -> {after:.4f} ({before / after:.1f}x)")
     assert after <= before / 5
+    # not a flat image: the grown texture has about the exemplar's contrast
+    y = trained.rollout(task.noise(jax.random.key(3), None), 24, jax.random.key(4))
+    assert 0.5 < float(y[0].std() / brick.std()) < 2
