@@ -15,6 +15,7 @@ import numpy as np
 
 from ..core.boundary import FixedChannels
 from ..core.model import Model
+from ..core.distributed import cell_uniform
 from ..core.operators import check_boundary, pad, stencil
 
 # %% auto #0
@@ -320,7 +321,9 @@ class NCA(Model):
         "Per-cell Bernoulli(fire_rate) mask `[..., H, W, 1]` for a channels-last state of `shape`."
         if self.fire_rate >= 1:
             return jnp.ones(shape[:-1] + (1,), jnp.float32)
-        return jax.random.bernoulli(key, self.fire_rate, shape[:-1] + (1,)).astype(jnp.float32)
+        # one uniform number per cell, drawn from the cell's global row: a grid split across devices
+        # (dpattern.core.distributed.map_space) fires exactly the cells an unsplit one does
+        return (cell_uniform(key, shape[:-1] + (1,), row_axis=-3) < self.fire_rate).astype(jnp.float32)
 
     def step_nhwc(self, x: jax.Array, key: jax.Array) -> jax.Array:
         "One step of a channels-last state `[..., H, W, C]`."
