@@ -15,7 +15,7 @@ from typing import Sequence
 __all__ = ['COMMAND_MODULES', 'add_training_options', 'start_processes', 'info', 'build_parser', 'main']
 
 # %% ../nbs/core/10_cli.ipynb #a7ddbf78
-COMMAND_MODULES: tuple[str, ...] = ("dpattern.pde.cli", "dpattern.abm.cli", "dpattern.inspect.cli")  # modules with an `add_commands(subparsers)` function
+COMMAND_MODULES: tuple[str, ...] = ("dpattern.nca.cli", "dpattern.pde.cli", "dpattern.abm.cli", "dpattern.inspect.cli")  # modules with an `add_commands(subparsers)` function
 
 
 def add_training_options(p: argparse.ArgumentParser, iters: int, out_help: str = "run directory") -> None:

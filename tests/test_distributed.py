@@ -146,3 +146,53 @@ for boundary in ("periodic", "reflect"):
 def test_gray_scott_on_a_split_grid_matches_one_device():
     r = run_python(GS_SPLIT, devices=4)
     assert len(r.stdout.splitlines()) == 2, r.stdout
+
+
+NCA_DP = """
+import jax, numpy as np, optax
+from dpattern.core.data import load_image
+from dpattern.core.train import train
+from dpattern.nca.model import NCA
+from dpattern.nca.tasks import Grow
+assert jax.device_count() == {n}
+target = load_image("logo", size=12, pad=2)
+task = Grow(target, channels=8, batch_size=8, pool_size=16, steps=(8, 12))
+r = train(NCA(8, hidden=16, key=jax.random.key(0)), task, 3, key=jax.random.key(1), optimiser=optax.adam(1e-2),
+          progress=False)
+np.save("{out}", np.concatenate([np.ravel(x) for x in jax.tree.leaves(r.model.partition()[0])]))
+"""
+
+
+def test_nca_training_data_parallel_1_2_4_devices_agree(tmp_path):
+    p = {}
+    for n in (1, 2, 4):
+        run_python(NCA_DP.format(n=n, out=tmp_path / f"{n}.npy"), devices=n)
+        p[n] = np.load(tmp_path / f"{n}.npy")
+    np.testing.assert_allclose(p[1], p[2], atol=1e-5)
+    np.testing.assert_allclose(p[1], p[4], atol=1e-5)
+
+
+NCA_SPLIT = """
+import jax, jax.numpy as jnp, numpy as np, equinox as eqx
+from dpattern.core.distributed import map_space, space_mesh
+from dpattern.nca.model import NCA, seed_state
+mesh = space_mesh()
+assert mesh.size == 4
+for boundary in ("periodic", "reflect"):
+    nca = NCA(8, hidden=32, fire_rate=0.5, boundary=boundary, key=jax.random.key(0))
+    # a non-zero last layer, so the rule actually changes the state
+    nca = eqx.tree_at(lambda m: m.update.w2, nca, 0.3 * jax.random.normal(jax.random.key(1), nca.update.w2.shape))
+    x0 = seed_state(8, (32, 24), batch=2)
+    run = lambda x, k: nca.rollout(x, 30, k)
+    whole = jax.jit(run)(x0, jax.random.key(2))
+    split = jax.jit(map_space(run, mesh))(x0, jax.random.key(2))
+    err = float(np.abs(np.asarray(split) - np.asarray(whole)).max())
+    grown = float((np.asarray(whole)[:, 3] > 0.1).mean())
+    assert err < 1e-6 and grown > 0.05, (boundary, err, grown)
+    print(boundary, err, grown)
+"""
+
+
+def test_nca_rollout_on_a_split_grid_matches_one_device():
+    r = run_python(NCA_SPLIT, devices=4)
+    assert len(r.stdout.splitlines()) == 2, r.stdout

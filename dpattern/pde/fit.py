@@ -353,7 +353,7 @@ def forecast(model: PDE, t, u, start: int, solver: Solver | None = None) -> jax.
         raise ValueError(f"start must be a frame index between 0 and {len(t) - 2}, got {start}")
     solver = dataclasses.replace(solver or Solver(dt=model.simulation["dt"]), throw=True)
     hidden = 0 if model.n_channels is None else model.n_channels - u.shape[2]
-    h = eqx.filter_jit(estimate_hidden)(model, t[:start + 1], u[:start + 1], solver, hidden) if hidden else None
+    h = estimate_hidden(model, t[:start + 1], u[:start + 1], solver, hidden) if hidden else None
     u0 = jnp.asarray(u[start]) if not hidden else jnp.concatenate([u[start], h[start]], axis=1)
     ys = eqx.filter_jit(lambda m, x: solver(m, x, t[start:]))(model, u0)
     return ys[:, 0] if single else ys
