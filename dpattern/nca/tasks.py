@@ -67,10 +67,15 @@ def check_channels(channels: int, visible: int) -> None:
                          f"use at least {visible} (typically {visible} visible + 8 to 12 hidden)")
 
 
-def _log_model(model, logger, step) -> None:
-    "Weight pictures of an NCA for TensorBoard."
+def _log_model(model, task, logger, step, key) -> None:
+    "Weight pictures of an NCA for TensorBoard, and its inspection figures (`dpattern.inspect.nca.log_figures`)."
     from dpattern.nca.visualise import plot_weights
     logger.figure("model/first_layer_weights", plot_weights(model), step)
+    try:
+        from dpattern.inspect.nca import log_figures
+    except ImportError:            # an installation without the inspect package
+        return
+    log_figures(model, task, logger, step, key)
 
 
 def _check_model(model, visible: int, shape: tuple) -> None:
@@ -180,7 +185,7 @@ class Grow(Task):
         logger.image("grow/from_seed", render_grid(traj, self.visible, columns=len(traj)), step)
         if self.pool_size:
             logger.image("grow/pool", render_grid(state["pool"][:16], self.visible, columns=8), step)
-        _log_model(model, logger, step)
+        _log_model(model, self, logger, step, key)
 
 # %% ../../nbs/nca/01_tasks.ipynb #6ecb622a
 class Morph(Task):
@@ -264,7 +269,7 @@ class Morph(Task):
         chain = self.chain(model, key)
         logger.image("morph/chain", render_grid(jnp.concatenate([self._hidden(self.frames), chain]),
                                                 self.visible, columns=len(chain)), step)
-        _log_model(model, logger, step)
+        _log_model(model, self, logger, step, key)
 
 # %% ../../nbs/nca/01_tasks.ipynb #a240e518
 def noise_state(key: jax.Array, channels: int, size: int, visible: int, batch: int | None = None) -> jax.Array:
@@ -360,4 +365,4 @@ class Texture(Task):
         from dpattern.nca.visualise import render_grid
         y = model.rollout(self.noise(key, 4), self.steps[1], key)
         logger.image("texture/from_noise", render_grid(y, self.visible, columns=4), step)
-        _log_model(model, logger, step)
+        _log_model(model, self, logger, step, key)
