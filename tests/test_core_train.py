@@ -150,3 +150,14 @@ def test_resume_refuses_other_model(tmp_path):
     with pytest.raises(ValueError, match="trained with a different model"):
         train(Mixer(4, key=jax.random.key(0)), other, 4, key=jax.random.key(0), out=tmp_path, resume=True,
               progress=False)
+
+
+def test_no_task_figures_without_a_run_directory():
+    "Without `out` nothing is logged, so a task's (possibly costly) `log` is never called."
+    class Loud(type(make_task())):
+        def log(self, model, state, step, logger, key):
+            raise AssertionError("log called without a run directory")
+
+    t = make_task()
+    task = Loud(batch_size=t.batch_size, inputs=t.inputs, targets=t.targets)
+    train(Mixer(3, key=jax.random.key(0)), task, 4, key=jax.random.key(0), log_every=2, progress=False)

@@ -224,3 +224,12 @@ def test_widget_sliders_change_the_frame(visits):
             assert w["images_before"] == w["images_after"] == 1, (rel, w)   # exactly one frame shown
         if w["kind"] == "player":
             assert w["readout"][0] != w["readout"][1], (rel, w)
+
+
+def test_widgets_on_the_nca_and_gray_scott_pages(visits):
+    "The NCA tutorial has a frame player, the PDE zoo a feed/kill gallery and a player; each slider moves the picture."
+    for page, kind, count in [("tutorials/grow.html", "player", 1), ("tutorials/pde_zoo.html", "gallery", 2),
+                              ("tutorials/pde_zoo.html", "player", 1)]:
+        found = [w for w in visits[page]["widgets"] if w["kind"] == kind]
+        assert len(found) >= count, (page, kind, visits[page]["widgets"])
+        assert all(w["changed"] for w in found), (page, found)

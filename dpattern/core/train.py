@@ -247,7 +247,7 @@ def train(
             if on_step is not None:
                 on_step(i, loss)
             done = i + 1
-            if done % log_every == 0 or done == steps:
+            if (done % log_every == 0 or done == steps) and not isinstance(logger, NullLogger):
                 task.log(eqx.combine(params, static), task_state, done, logger, jax.random.fold_in(k_log, done))
                 logger.flush()
             if done % checkpoint_every == 0 or done == steps:

@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['TASKS', 'DEFAULTS', 'load_target', 'build', 'nca_optimiser', 'write_outputs', 'train_command', 'rollout_command',
-           'add_commands']
+__all__ = ['TASKS', 'DEFAULTS', 'load_trajectory', 'load_target', 'build', 'nca_optimiser', 'write_outputs', 'train_command',
+           'rollout_command', 'add_commands']
 
 # %% ../../nbs/nca/03_cli.ipynb #be34d551
-TASKS = ("grow", "morph", "texture")
+TASKS = ("grow", "morph", "texture", "imitate")
 
 DEFAULTS = {
     "grow": dict(target=["logo"], size=32, pad=4, channels=12, hidden=64, batch_size=8, steps=[40, 64],
@@ -29,12 +29,41 @@ DEFAULTS = {
     "texture": dict(target=["brick"], size=48, channels=12, hidden=64, batch_size=4, steps=[32, 48],
                     pool_size=128, lr=3e-3, iters=600, fire_rate=0.5, perception="anisotropic_laplacian",
                     update="mlp", alive_threshold=None),
+    # a PDE trajectory: deterministic (every cell fires), no alive masking, identity + Laplacian perception
+    "imitate": dict(target=["gray-scott"], size=32, t_end=400.0, frames=21, channels=None, hidden=32,
+                    batch_size=4, steps=[4, 4], horizon=6, lr=3e-3, iters=300, fire_rate=1.0,
+                    perception=["identity", "laplacian"], update="mlp", alive_threshold=None),
 }
 
 # %% ../../nbs/nca/03_cli.ipynb #149b59ef
 def _target_name(source) -> str:
     s = str(source)
     return Path(s).stem if (os.sep in s or "." in s) else s
+
+
+def load_trajectory(source, size: int = 32, t_end: float | None = None, frames: int = 21, seed: int = 0):
+    """A trajectory `[T, C, H, W]` to imitate and its boundary mode: `trajectory.npz` of `dpattern pde simulate`
+    (array `u`), or the name of a classic PDE model, solved here from its own initial condition."""
+    import numpy as np
+    from dpattern.core.data import check_state
+    s = str(source)
+    if s.endswith(".npz"):
+        if not Path(s).is_file():
+            raise FileNotFoundError(f"trajectory file {s} does not exist")
+        with np.load(s) as z:
+            if "u" not in z.files:
+                raise ValueError(f"{s} holds no array 'u' [T, C, H, W] (it has {', '.join(z.files)}); "
+                                 f"write one with `dpattern pde simulate`")
+            u = z["u"]
+        return check_state(u, f"trajectory {s}", ndim=4), "periodic"
+    import jax
+    from dpattern.pde.classic import MODELS, make_model
+    from dpattern.pde.solver import simulate
+    if s not in MODELS:
+        raise ValueError(f"--task imitate needs a trajectory.npz or a PDE model name ({', '.join(MODELS)}), got {s!r}")
+    model = make_model(s)
+    _, u = simulate(model, jax.random.key(seed), size=size, t_end=t_end, frames=frames)
+    return check_state(np.asarray(u), f"{s} trajectory", ndim=4), model.boundary
 
 
 def load_target(source, task: str, size: int, pad: int = 0):
@@ -65,10 +94,20 @@ def build(config: dict):
     import numpy as np
     from dpattern.core.data import stack_same_size
     from dpattern.nca.model import NCA
-    from dpattern.nca.tasks import Grow, Morph, Texture, check_channels
+    from dpattern.nca.tasks import Grow, Imitate, Morph, Texture, check_channels
     task_name, c = config["task"], config
     if task_name not in TASKS:
         raise ValueError(f"unknown task {task_name!r}; expected one of {', '.join(TASKS)}")
+    if task_name == "imitate":
+        if len(c["target"]) != 1:
+            raise ValueError(f"--task imitate takes one --target, got {len(c['target'])}")
+        data, boundary = load_trajectory(c["target"][0], c["size"], c.get("t_end"), c["frames"], c["seed"])
+        channels = c["channels"] or data.shape[1]
+        task = Imitate(data, channels, c["batch_size"], c["steps"][-1], c["horizon"])
+        model = NCA(channels, c["perception"], c["update"], c["hidden"], c["fire_rate"], c["alive_threshold"],
+                    visible=data.shape[1], boundary=boundary, key=jax.random.fold_in(jax.random.key(c["seed"]), 1))
+        task.check(model)
+        return model, task
     targets = [load_target(t, task_name, c["size"], c.get("pad", 0)) for t in c["target"]]
     if task_name == "morph":
         if len(targets) < 2:
@@ -103,7 +142,9 @@ def nca_optimiser(iters: int, lr: float = 2e-3):
 # %% ../../nbs/nca/03_cli.ipynb #21e27277
 def _initial_state(model, task, key):
     "The state a task's rollouts start from (seed, frame 0, or noise)."
-    from dpattern.nca.tasks import Grow, Morph
+    from dpattern.nca.tasks import Grow, Imitate, Morph
+    if isinstance(task, Imitate):
+        return task._hidden(task.frames[0])
     if isinstance(task, Grow):
         return task.seed
     if isinstance(task, Morph):
@@ -118,16 +159,21 @@ def write_outputs(model, task, out: Path, losses, evals, steps: int | None = Non
     import jax.numpy as jnp
     import matplotlib
     import matplotlib.pyplot as plt
-    from dpattern.nca.tasks import Morph
+    from dpattern.nca.tasks import Imitate, Morph
     from dpattern.nca.visualise import erase_disc, save_gif, summary_figure
     from dpattern.core.checkpoint import atomic_write
     key = jax.random.key(0) if key is None else key
-    horizon = task.steps if isinstance(task, Morph) else task.steps[1]
+    if isinstance(task, Imitate):
+        horizon = task.steps * (task.frames.shape[0] - 1)
+    else:
+        horizon = task.steps if isinstance(task, Morph) else task.steps[1]
     steps = steps or 2 * horizon
     every = max(1, steps // 100)
     steps = every * (steps // every)
     x0 = _initial_state(model, task, key)
-    if isinstance(task, Morph):
+    if isinstance(task, Imitate):     # the data and the NCA's free run side by side, one frame per data frame
+        traj = jnp.concatenate([task._hidden(task.frames), task.free_run(model, key)], axis=-1)
+    elif isinstance(task, Morph):
         chain = [x0[None]]
         for k in jax.random.split(key, task.frames.shape[0] - 1):
             chain.append(model.rollout(chain[-1][-1], task.steps, k, every=max(1, task.steps // 16))[1:])
@@ -141,7 +187,9 @@ def write_outputs(model, task, out: Path, losses, evals, steps: int | None = Non
     else:
         traj = model.rollout(x0, steps, key, every=every)
     gif = save_gif(traj, out / name, model.visible, scale=max(1, 160 // traj.shape[-1]))
-    if isinstance(task, Morph):
+    if isinstance(task, Imitate):
+        result, target = task.free_run(model, key)[-1], task.frames[-1]
+    elif isinstance(task, Morph):
         result, target = traj[-1], task.frames[-1]
     else:   # the state the task scores: after `steps[1]` steps from the initial state
         result = model.rollout(x0, horizon, key)
@@ -217,7 +265,7 @@ def _config_from_args(args) -> dict:
     task = args.task
     config = dict(DEFAULTS[task], task=task)
     for name in ("target", "size", "pad", "channels", "hidden", "batch_size", "steps", "window", "pool_size",
-                 "warmup", "damage",
+                 "warmup", "damage", "horizon", "frames", "t_end",
                  "lr", "fire_rate", "perception", "update"):
         v = getattr(args, name, None)
         if v is not None:
@@ -228,6 +276,8 @@ def _config_from_args(args) -> dict:
         config["window"] = 2 if config["steps"][1] > config["steps"][0] else 1
     if config.get("damage") and not config.get("pool_size"):
         raise ValueError("--damage needs a sample pool of grown patterns to damage; drop --pool-size 0")
+    if task == "imitate" and args.target not in (None, ["gray-scott"]) and getattr(args, "t_end", None) is None:
+        config["t_end"] = None              # another model or file: the model's own simulation length
     config["iters"] = args.iters if args.iters is not None else config["iters"]
     config["seed"] = args.seed
     return config
@@ -267,8 +317,9 @@ def add_commands(subparsers) -> None:
                        description="Train an NCA to grow an image, morph through images, or make a texture.")
     p.add_argument("--task", choices=TASKS, default="grow", help="what to learn (default grow)")
     p.add_argument("--target", nargs="+", metavar="NAME_OR_PATH",
-                   help="image name, image file or .npy array [C,H,W]; several for --task morph "
-                        "(defaults: logo; horse logo horse; brick)")
+                   help="image name, image file or .npy array [C,H,W]; several for --task morph; for --task imitate "
+                        "a trajectory.npz of `dpattern pde simulate` or a PDE model name "
+                        "(defaults: logo; horse logo horse; brick; gray-scott)")
     p.add_argument("--size", type=int, help="target size in pixels (texture: grid size)")
     p.add_argument("--pad", type=int, help="empty margin around the target in pixels")
     p.add_argument("--channels", type=int, help="channels per cell, visible + hidden (default 16)")
@@ -277,7 +328,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--perception", choices=("anisotropic", "isotropic", "anisotropic_laplacian"),
                    help="perception kernels (default anisotropic; texture: anisotropic_laplacian)")
     p.add_argument("--batch-size", type=int, dest="batch_size", help="samples per step")
-    p.add_argument("--steps", type=int, nargs="+", metavar="N", help="rollout length, or a range LOW HIGH")
+    p.add_argument("--steps", type=int, nargs="+", metavar="N",
+                   help="rollout length, or a range LOW HIGH (imitate: NCA steps per frame interval)")
     p.add_argument("--window", type=int, help="grow: states scored, evenly spaced from LOW to HIGH steps (default 4)")
     p.add_argument("--pool-size", type=int, dest="pool_size",
                    help="sample pool size (grow: 256, 0 for none; texture: 128)")
@@ -286,11 +338,15 @@ def add_commands(subparsers) -> None:
                         "the pool is used (default 0.75)")
     p.add_argument("--damage", type=int, help="grow: damaged samples per batch, for regeneration (default 0)")
     p.add_argument("--fire-rate", type=float, dest="fire_rate", help="probability that a cell updates (0.5)")
+    p.add_argument("--horizon", type=int, help="imitate: frame intervals scored per sample (default 6)")
+    p.add_argument("--frames", type=int, help="imitate, PDE model name as target: frames to simulate (default 21)")
+    p.add_argument("--t-end", type=float, dest="t_end",
+                   help="imitate, PDE model name as target: simulated time (default 400 for gray-scott)")
     p.add_argument("--lr", type=float, help="peak learning rate (default 2e-3)")
     add_training_options(p, iters=None, out_help="run directory (default runs/<task>-<target>)")
     next(a for a in p._actions if a.dest == "iters").help = (
         f"optimisation steps (default {DEFAULTS['grow']['iters']} for grow, {DEFAULTS['morph']['iters']} "
-        f"for morph, {DEFAULTS['texture']['iters']} for texture)")
+        f"for morph, {DEFAULTS['texture']['iters']} for texture, {DEFAULTS['imitate']['iters']} for imitate)")
     p.set_defaults(func=train_command, command="nca train")
 
     p = sub.add_parser("rollout", help="animate a trained run", description="Write an animation of a saved run.")
