@@ -50,6 +50,7 @@ def test_term_maps_reproduce_analytic_gray_scott_terms(gray_scott_data):
     assert list(maps) == ["diffusion", "production", "decay"]
     for name, want in analytic.items():
         err = float(np.abs(np.asarray(maps[name]) - want).max() / np.abs(want).max())
+        print(f"{name}: max relative error {err:.1e}")
         assert err < 1e-4, (name, err)
     rhs = jax.vmap(lambda u: model(0.0, u))(traj)
     np.testing.assert_allclose(np.asarray(sum(maps.values())), np.asarray(rhs), atol=1e-6 * float(np.abs(rhs).max()))
