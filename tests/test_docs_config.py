@@ -63,7 +63,7 @@ def test_quarto_keys_are_known_to_quarto():
     for item in cfg["website"]["sidebar"]["contents"]:
         assert isinstance(item, str) or set(item) <= {"section", "contents", "href", "text"}, item
     sections = [it["section"] for it in cfg["website"]["sidebar"]["contents"] if isinstance(it, dict) and "section" in it]
-    assert sections == ["Core", "NCA", "PDE", "ABM", "Tutorials"]
+    assert sections == ["Core", "NCA", "PDE", "ABM", "Inspect", "Tutorials"]
 
 
 def test_nbdev_yml_is_what_nbdev_writes():
