@@ -123,6 +123,31 @@ def _dense_init(key, fan_in, fan_out):
     return jax.random.uniform(key, (fan_in, fan_out), jnp.float32, -lim, lim)
 
 
+def _dense_grads(a: jax.Array, g: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The gradients `(a^T g, column sums of g)` of a dense layer's weight `[I, O]` and bias `[O]`, for
+    inputs `a [N, I]` and output cotangent `g [N, O]`.
+
+    XLA's CPU matmul is several times faster with the smaller of `I`, `O` as the rows of its output and
+    a plain row-major left operand: for `O < I` this computes `g^T a` and transposes it, otherwise it
+    transposes `a` first (the barriers keep XLA from rewriting either back)."""
+    bar = jax.lax.optimization_barrier
+    w = bar(bar(g.T) @ a).T if g.shape[-1] < a.shape[-1] else bar(a.T) @ g
+    return w, g.sum(0)
+
+
+def _two_layer_pullback(net, p: jax.Array, g: jax.Array, head=None):
+    """`(d_net, dp)`: the gradient of `net(p)` for rows `p [N, F]` and cotangent `g [N, out]`, for a network
+    `head(act(p @ w1 + b1) @ w2 + b2)` (`head` elementwise, None for the identity), written out by hand."""
+    z = p @ net.w1 + net.b1
+    h, act_pullback = jax.vjp(_activation(net.activation), z)
+    if head is not None:
+        _, head_pullback = jax.vjp(head, h @ net.w2 + net.b2)
+        (g,) = head_pullback(g)
+    (dz,) = act_pullback(g @ net.w2.T)
+    grads = (*_dense_grads(p, dz), *_dense_grads(h, g))
+    return eqx.tree_at(lambda n: (n.w1, n.b1, n.w2, n.b2), net, grads), dz @ net.w1.T
+
+
 class MLPUpdate(Model):
     "Per-cell update `features [..., F] -> change [..., C]`: dense, activation, dense (zero-initialised)."
     features: int = eqx.field(static=True)
@@ -144,6 +169,10 @@ class MLPUpdate(Model):
 
     def __call__(self, p: jax.Array) -> jax.Array:
         return _activation(self.activation)(p @ self.w1 + self.b1) @ self.w2 + self.b2
+
+    def pullback(self, p: jax.Array, g: jax.Array):
+        "`(d_self, dp)` for rows `p [N, F]` and cotangent `g [N, C]`: the fast gradient's hand-written rule."
+        return _two_layer_pullback(self, p, g)
 
 
 class GatedUpdate(Model):
@@ -168,9 +197,15 @@ class GatedUpdate(Model):
         self.b2 = jnp.zeros(2 * channels)
 
     def __call__(self, p: jax.Array) -> jax.Array:
-        out = _activation(self.activation)(p @ self.w1 + self.b1) @ self.w2 + self.b2
+        return self._head(_activation(self.activation)(p @ self.w1 + self.b1) @ self.w2 + self.b2)
+
+    def _head(self, out):
         value, gate = out[..., :self.channels], out[..., self.channels:]
         return value * jax.nn.sigmoid(gate)
+
+    def pullback(self, p: jax.Array, g: jax.Array):
+        "`(d_self, dp)` for rows `p [N, F]` and cotangent `g [N, C]`: the fast gradient's hand-written rule."
+        return _two_layer_pullback(self, p, g, head=self._head)
 
 
 def gaussian_basis(z: jax.Array, n: int, bound: float) -> jax.Array:
@@ -332,17 +367,26 @@ class NCA(Model):
     def fire(self, x: jax.Array, mask: jax.Array, rows: tuple | None = None) -> jax.Array:
         """One step of a channels-last state `x [..., H, W, C]` with a given firing `mask [..., H, W, 1]`.
         With `rows = (idx, inv)` (see `firing_rows`) the update network runs only on the firing cells."""
+        return self.settle(x, self.propose(x, mask, rows))[0]
+
+    def propose(self, x: jax.Array, mask: jax.Array, rows: tuple | None = None, net=None) -> jax.Array:
+        "`x + Δx` for the firing cells, before alive masking and environment channels (`net`: the update to use)."
+        net = self.update if net is None else net
         p = perceive(x, self.kernels, self.kernel_scale, self.boundary)
         p = p.reshape(-1, p.shape[-1])        # all cells as the rows of one matrix: plain 2-D matmuls
         if rows is None:
-            d = self.update(p).reshape(x.shape) * mask
-        else:
-            idx, inv = rows
-            d = _scatter_rows(self.update(_gather_rows(p, idx, inv)), idx, inv).reshape(x.shape)
-        y = x + d
+            return x + net(p).reshape(x.shape) * mask
+        idx, inv = rows
+        return x + _scatter_rows(net(_gather_rows(p, idx, inv)), idx, inv).reshape(x.shape)
+
+    def settle(self, x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array | None]:
+        """The state after proposal `y` from `x`: alive masking, then environment channels; and the alive
+        mask `alive(x) * alive(y)` applied (None without alive masking)."""
+        live = None
         if self.alive_threshold is not None:
-            y = y * (self.alive(x) * self.alive(y))
-        return _fixed_nhwc(self.fixed, y)
+            live = self.alive(x) * self.alive(y)
+            y = y * live
+        return _fixed_nhwc(self.fixed, y), live
 
     # -- public, channels-first -------------------------------------------------------------------------
     def check_state(self, x) -> None:
@@ -434,14 +478,14 @@ def firing_capacity(cells: int, fire_rate: float) -> int:
 def firing_rows(masks: jax.Array, capacity: int) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Index tables of firing cells for masks `[T, ..., 1]`: `idx [T, capacity]` (firing cell numbers,
     padded with the number of cells), `inv [T, cells]` (each cell's row in `idx`, `capacity` if it does
-    not fire) and whether any step fires more than `capacity` cells."""
+    not fire) and `overflow [T]`, whether a step fires more than `capacity` cells."""
     t = masks.shape[0]
     fired = masks.reshape(t, -1) > 0
     n = fired.shape[1]
     inv = jnp.where(fired, jnp.cumsum(fired, axis=1, dtype=jnp.int32) - 1, capacity).astype(jnp.int32)
     cells = jnp.arange(n, dtype=jnp.int32)
     idx = jax.vmap(lambda r: jnp.full((capacity + 1,), n, jnp.int32).at[r].set(cells, mode="promise_in_bounds"))(inv)
-    return idx[:, :capacity], inv, jnp.max(fired.sum(axis=1)) > capacity
+    return idx[:, :capacity], inv, fired.sum(axis=1) > capacity
 
 
 def _pad_row(a):
@@ -484,70 +528,107 @@ def _scatter_rows_bwd(res, g):
 _scatter_rows.defvjp(_scatter_rows_fwd, _scatter_rows_bwd)
 
 
-def fast_rollout(model, x: jax.Array, keys: jax.Array, length: jax.Array | None = None) -> jax.Array:
-    "The final state of `len(keys)` steps from a channels-last state `x [..., H, W, C]`, with the fast gradient."
+def _update_pullback(update, p: jax.Array, g: jax.Array):
+    """`(d_update, dp)` for rows `p [N, F]` and cotangent `g [N, C]` of `update(p)`: the network's own
+    hand-written `pullback` when it has one (`MLPUpdate`, `GatedUpdate`), autodiff otherwise."""
+    if hasattr(update, "pullback"):
+        d_update, dp = update.pullback(p, g)
+        return eqx.filter(d_update, eqx.is_inexact_array), dp
+    params, static = eqx.partition(update, eqx.is_inexact_array)
+    return jax.vjp(lambda u, p: eqx.combine(u, static)(p), params, p)[1](g)
+
+
+def fast_rollout(model, x: jax.Array, keys: jax.Array, length: jax.Array | None = None,
+                 capacity: int | None = None) -> jax.Array:
+    """The final state of `len(keys)` steps from a channels-last state `x [..., H, W, C]`, with the fast
+    gradient; `capacity`: rows reserved for firing cells (default `firing_capacity`)."""
     params, static = eqx.partition(model, eqx.is_inexact_array)
     masks = jax.vmap(lambda k: model.fire_mask(k, x.shape))(keys)
-    steps = keys.shape[0]
-    capacity = firing_capacity(int(np.prod(x.shape[:-1])), model.fire_rate)
-    compact = capacity < np.prod(x.shape[:-1])
+    steps, cells = keys.shape[0], int(np.prod(x.shape[:-1]))
+    capacity = firing_capacity(cells, model.fire_rate) if capacity is None else int(capacity)
+    compact = capacity < cells
+    # per step: its firing mask, (if compact) its index tables, and its number
     if compact:
         idx, inv, overflow = firing_rows(masks, capacity)
+        idx = eqx.error_if(idx, jnp.any(overflow), f"a step fired more cells than the {capacity} rows reserved "
+                           f"for them (odds below 1e-30); pass a larger capacity to fast_rollout")
+        data = (masks, idx, inv, jnp.arange(steps))
     else:
-        idx = inv = overflow = jnp.zeros((), jnp.int32)
+        data = (masks, jnp.arange(steps))
     gated = length is not None
     length = jnp.asarray(steps if length is None else length, jnp.int32)
+    alive = model.alive_threshold is not None
 
-    def one(p, x, mask, rows, i, length):
+    def unpack(d):
+        "(mask, rows, i) of one step's data."
+        return (d[0], (d[1], d[2]), d[3]) if compact else (d[0], None, d[1])
+
+    def when(active, f, otherwise, *args):
+        "`f(*args)` if `active` (a traced flag, or a Python bool), else `otherwise(*args)`; one branch runs."
+        if isinstance(active, bool):
+            return f(*args) if active else otherwise(*args)
+        return jax.lax.cond(active, f, otherwise, *args)
+
+    def one(p, x, d, length):
+        "One step: the next state and the alive mask it applied (as booleans; None without alive masking)."
         m = eqx.combine(p, static)
-        if not gated:
-            return m.fire(x, mask, rows)
-        return jax.lax.cond(i < length, lambda x: m.fire(x, mask, rows), lambda x: x, x)
+        mask, rows, i = unpack(d)
 
-    def data(compact_now, masks, idx, inv):
-        return (masks, idx, inv, jnp.arange(steps)) if compact_now else (masks, jnp.arange(steps))
+        def fire(x):
+            y, live = m.settle(x, m.propose(x, mask, rows))
+            return y, (live > 0 if alive else None)
+        skip = (lambda x: (x, jnp.zeros(x.shape[:-1] + (1,), bool) if alive else None))
+        return when(i < length if gated else True, fire, skip, x)
 
-    def unpack(d, compact_now):
-        return (d[0], (d[1], d[2]), d[3]) if compact_now else (d[0], None, d[1])
+    def back(p, x, live, d, g):
+        "Pull the cotangent `g` of a step's result back to its state `x` and the parameters."
+        m = eqx.combine(p, static)
+        mask, rows, i = unpack(d)
+        if m.fixed is not None:       # environment channels: linear in the state
+            (g,) = jax.vjp(lambda y: _fixed_nhwc(m.fixed, y), x)[1](g)
+        if alive:                     # the stored alive mask (a step function: no derivative of its own)
+            g = g * live.astype(g.dtype)
+        # the proposal x + scatter(update(gather(perceive(x)))), pulled back one stage at a time
+        feats, feats_pullback = jax.vjp(lambda x: perceive(x, m.kernels, m.kernel_scale, m.boundary), x)
+        feats = feats.reshape(-1, feats.shape[-1])
+        g_rows = g.reshape(-1, g.shape[-1])
 
-    def forward(p, x0, masks, idx, inv, length, compact_now, save):
+        if rows is None:
+            d_update, d_feats = _update_pullback(m.update, feats, g_rows * mask.reshape(-1, 1))
+        else:
+            idx, inv = rows
+            d_update, d_fired = _update_pullback(m.update, _pad_row(feats)[idx], _pad_row(g_rows)[idx])
+            d_feats = _pad_row(d_fired)[inv]
+        (dx,) = feats_pullback(d_feats.reshape(*x.shape[:-1], -1))
+        return g + dx, eqx.tree_at(lambda t: t.update, jax.tree.map(jnp.zeros_like, p), d_update)
+
+    def forward(p, x0, data, length, save):
         def body(x, d):
-            mask, rows, i = unpack(d, compact_now)
-            return one(p, x, mask, rows, i, length), (x if save else None)
-        return jax.lax.scan(body, x0, data(compact_now, masks, idx, inv))
-
-    def forward_any(p, x0, masks, idx, inv, overflow, length, save):
-        if not compact:
-            return forward(p, x0, masks, idx, inv, length, False, save)
-        return jax.lax.cond(overflow, lambda: forward(p, x0, masks, idx, inv, length, False, save),
-                            lambda: forward(p, x0, masks, idx, inv, length, True, save))
+            y, live = one(p, x, d, length)
+            return y, ((x, live) if save else None)
+        return jax.lax.scan(body, x0, data)
 
     @jax.custom_vjp
-    def run(p, x0, masks, idx, inv, overflow, length):
-        return forward_any(p, x0, masks, idx, inv, overflow, length, False)[0]
+    def run(p, x0, data, length):
+        return forward(p, x0, data, length, False)[0]
 
-    def run_fwd(p, x0, masks, idx, inv, overflow, length):
-        y, xs = forward_any(p, x0, masks, idx, inv, overflow, length, True)
-        return y, (p, xs, masks, idx, inv, overflow, length)
+    def run_fwd(p, x0, data, length):
+        y, saved = forward(p, x0, data, length, True)
+        return y, (p, saved, data, length)
 
     def run_bwd(res, g):
-        p, xs, masks, idx, inv, overflow, length = res
+        p, (xs, lives), data, length = res
+        zeros = jax.tree.map(jnp.zeros_like, p)
 
-        def backward(compact_now):
-            def body(carry, xd):
-                gx, gp = carry
-                mask, rows, i = unpack(xd[1:], compact_now)
-                _, pullback = jax.vjp(lambda p, x: one(p, x, mask, rows, i, length), p, xd[0])
-                dp, dx = pullback(gx)
-                return (dx, jax.tree.map(jnp.add, gp, dp)), None
-            init = (g, jax.tree.map(jnp.zeros_like, p))
-            return jax.lax.scan(body, init, (xs, *data(compact_now, masks, idx, inv)), reverse=True)[0]
-
-        if compact:
-            gx, gp = jax.lax.cond(overflow, lambda: backward(False), lambda: backward(True))
-        else:
-            gx, gp = backward(False)
-        return gp, gx, None, None, None, None, None
+        def body(carry, xd):
+            gx, gp = carry
+            x, live, d = xd
+            i = unpack(d)[-1]
+            dx, dp = when(i < length if gated else True, lambda: back(p, x, live, d, gx), lambda: (gx, zeros))
+            return (dx, jax.tree.map(jnp.add, gp, dp)), None
+        gx, gp = jax.lax.scan(body, (g, zeros), (xs, lives, data), reverse=True)[0]
+        return gp, gx, jax.tree.map(lambda _: None, data), None
 
     run.defvjp(run_fwd, run_bwd)
-    return run(params, x, masks, idx, inv, overflow, length)
+    return run(params, x, data, length)
+
