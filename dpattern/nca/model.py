@@ -543,13 +543,17 @@ def fast_rollout(model, x: jax.Array, keys: jax.Array, length: jax.Array | None 
     """The final state of `len(keys)` steps from a channels-last state `x [..., H, W, C]`, with the fast
     gradient; `capacity`: rows reserved for firing cells (default `firing_capacity`)."""
     params, static = eqx.partition(model, eqx.is_inexact_array)
-    masks = jax.vmap(lambda k: model.fire_mask(k, x.shape))(keys)
     steps, cells = keys.shape[0], int(np.prod(x.shape[:-1]))
+    # the masks and index tables of all steps, drawn 16 steps at a time: vectorised, without the large
+    # temporaries (random bits, cumulative sums) of all steps at once
+    chunk = min(16, steps)
+    masks = jax.lax.map(lambda k: model.fire_mask(k, x.shape), keys, batch_size=chunk)
     capacity = firing_capacity(cells, model.fire_rate) if capacity is None else int(capacity)
     compact = capacity < cells
     # per step: its firing mask, (if compact) its index tables, and its number
     if compact:
-        idx, inv, overflow = firing_rows(masks, capacity)
+        idx, inv, overflow = jax.lax.map(lambda m: firing_rows(m[None], capacity), masks, batch_size=chunk)
+        idx, inv, overflow = idx[:, 0], inv[:, 0], overflow[:, 0]
         idx = eqx.error_if(idx, jnp.any(overflow), f"a step fired more cells than the {capacity} rows reserved "
                            f"for them (odds below 1e-30); pass a larger capacity to fast_rollout")
         data = (masks, idx, inv, jnp.arange(steps))
