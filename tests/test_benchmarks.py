@@ -48,3 +48,16 @@ def test_bad_option_is_an_error():
     r = run_python(f"import runpy, sys; sys.argv = ['run.py', '--only', 'nope']; "
                    f"runpy.run_path({str(ROOT / 'benchmarks' / 'run.py')!r}, run_name='__main__')", check=False)
     assert r.returncode == 2 and "invalid choice" in r.stderr
+
+
+def test_nca_gradient_ablation_quick_run():
+    "The ablation script checks that every variant computes dpattern's gradient, then prints one row each."
+    r = run_python(f"import runpy, sys; sys.argv = ['nca_gradient.py', '--quick', '--rounds', '1']; "
+                   f"runpy.run_path({str(ROOT / 'benchmarks' / 'nca_gradient.py')!r}, run_name='__main__')",
+                   timeout=600)
+    names = ("dpattern (as shipped)", "masks for all steps at once", 'gradient="checkpoint"', 'gradient="autodiff"')
+    lines = {line.split("  ")[0]: line for line in r.stdout.splitlines()}
+    for name in names:
+        cols = lines[name].split()
+        assert float(cols[-3]) > 0 and cols[-2].endswith("x") and cols[-1].endswith("x"), lines[name]
+    assert float(lines["dpattern (as shipped)"].split()[-2].rstrip("x")) == 1.0

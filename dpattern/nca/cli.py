@@ -21,7 +21,7 @@ TASKS = ("grow", "morph", "texture", "imitate")
 
 DEFAULTS = {
     "grow": dict(target=["logo"], size=32, pad=4, channels=12, hidden=64, batch_size=8, steps=[40, 64],
-                 window=4, pool_size=256, reseed=2, warmup=0.75, damage=0, lr=5e-3, iters=800, fire_rate=0.5,
+                 window=4, pool_size=256, reseed=2, warmup=0.75, damage=0, lr=5e-3, iters=1600, fire_rate=0.5,
                  perception="anisotropic", update="mlp", alive_threshold=0.1),
     "morph": dict(target=["horse", "logo", "horse"], size=24, pad=4, channels=16, hidden=96, batch_size=4,
                   steps=[32, 32], lr=2e-3, iters=1000, fire_rate=0.5, perception="anisotropic",

@@ -123,31 +123,6 @@ def _dense_init(key, fan_in, fan_out):
     return jax.random.uniform(key, (fan_in, fan_out), jnp.float32, -lim, lim)
 
 
-def _dense_grads(a: jax.Array, g: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """The gradients `(a^T g, column sums of g)` of a dense layer's weight `[I, O]` and bias `[O]`, for
-    inputs `a [N, I]` and output cotangent `g [N, O]`.
-
-    XLA's CPU matmul is several times faster with the smaller of `I`, `O` as the rows of its output and
-    a plain row-major left operand: for `O < I` this computes `g^T a` and transposes it, otherwise it
-    transposes `a` first (the barriers keep XLA from rewriting either back)."""
-    bar = jax.lax.optimization_barrier
-    w = bar(bar(g.T) @ a).T if g.shape[-1] < a.shape[-1] else bar(a.T) @ g
-    return w, g.sum(0)
-
-
-def _two_layer_pullback(net, p: jax.Array, g: jax.Array, head=None):
-    """`(d_net, dp)`: the gradient of `net(p)` for rows `p [N, F]` and cotangent `g [N, out]`, for a network
-    `head(act(p @ w1 + b1) @ w2 + b2)` (`head` elementwise, None for the identity), written out by hand."""
-    z = p @ net.w1 + net.b1
-    h, act_pullback = jax.vjp(_activation(net.activation), z)
-    if head is not None:
-        _, head_pullback = jax.vjp(head, h @ net.w2 + net.b2)
-        (g,) = head_pullback(g)
-    (dz,) = act_pullback(g @ net.w2.T)
-    grads = (*_dense_grads(p, dz), *_dense_grads(h, g))
-    return eqx.tree_at(lambda n: (n.w1, n.b1, n.w2, n.b2), net, grads), dz @ net.w1.T
-
-
 class MLPUpdate(Model):
     "Per-cell update `features [..., F] -> change [..., C]`: dense, activation, dense (zero-initialised)."
     features: int = eqx.field(static=True)
@@ -169,10 +144,6 @@ class MLPUpdate(Model):
 
     def __call__(self, p: jax.Array) -> jax.Array:
         return _activation(self.activation)(p @ self.w1 + self.b1) @ self.w2 + self.b2
-
-    def pullback(self, p: jax.Array, g: jax.Array):
-        "`(d_self, dp)` for rows `p [N, F]` and cotangent `g [N, C]`: the fast gradient's hand-written rule."
-        return _two_layer_pullback(self, p, g)
 
 
 class GatedUpdate(Model):
@@ -197,15 +168,9 @@ class GatedUpdate(Model):
         self.b2 = jnp.zeros(2 * channels)
 
     def __call__(self, p: jax.Array) -> jax.Array:
-        return self._head(_activation(self.activation)(p @ self.w1 + self.b1) @ self.w2 + self.b2)
-
-    def _head(self, out):
+        out = _activation(self.activation)(p @ self.w1 + self.b1) @ self.w2 + self.b2
         value, gate = out[..., :self.channels], out[..., self.channels:]
         return value * jax.nn.sigmoid(gate)
-
-    def pullback(self, p: jax.Array, g: jax.Array):
-        "`(d_self, dp)` for rows `p [N, F]` and cotangent `g [N, C]`: the fast gradient's hand-written rule."
-        return _two_layer_pullback(self, p, g, head=self._head)
 
 
 def gaussian_basis(z: jax.Array, n: int, bound: float) -> jax.Array:
@@ -529,11 +494,7 @@ _scatter_rows.defvjp(_scatter_rows_fwd, _scatter_rows_bwd)
 
 
 def _update_pullback(update, p: jax.Array, g: jax.Array):
-    """`(d_update, dp)` for rows `p [N, F]` and cotangent `g [N, C]` of `update(p)`: the network's own
-    hand-written `pullback` when it has one (`MLPUpdate`, `GatedUpdate`), autodiff otherwise."""
-    if hasattr(update, "pullback"):
-        d_update, dp = update.pullback(p, g)
-        return eqx.filter(d_update, eqx.is_inexact_array), dp
+    "`(d_update, dp)`: the gradient of `update(p)` for rows `p [N, F]` and cotangent `g [N, C]`."
     params, static = eqx.partition(update, eqx.is_inexact_array)
     return jax.vjp(lambda u, p: eqx.combine(u, static)(p), params, p)[1](g)
 
