@@ -17,7 +17,6 @@ import argparse
 import os
 import sys
 
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo's dpattern
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -65,7 +64,7 @@ def main(argv=None):
     p, static = m.partition()
     key = jax.random.key(5)
 
-    fns, saved = {}, {}
+    fns = {}
     for name, (method, swaps) in VARIANTS.items():
         saved = {k: getattr(jax.lax, k) for k in swaps}
         for k, v in swaps.items():

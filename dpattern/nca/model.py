@@ -334,15 +334,14 @@ class NCA(Model):
         With `rows = (idx, inv)` (see `firing_rows`) the update network runs only on the firing cells."""
         return self.settle(x, self.propose(x, mask, rows))[0]
 
-    def propose(self, x: jax.Array, mask: jax.Array, rows: tuple | None = None, net=None) -> jax.Array:
-        "`x + Δx` for the firing cells, before alive masking and environment channels (`net`: the update to use)."
-        net = self.update if net is None else net
+    def propose(self, x: jax.Array, mask: jax.Array, rows: tuple | None = None) -> jax.Array:
+        "`x + Δx` for the firing cells, before alive masking and environment channels."
         p = perceive(x, self.kernels, self.kernel_scale, self.boundary)
         p = p.reshape(-1, p.shape[-1])        # all cells as the rows of one matrix: plain 2-D matmuls
         if rows is None:
-            return x + net(p).reshape(x.shape) * mask
+            return x + self.update(p).reshape(x.shape) * mask
         idx, inv = rows
-        return x + _scatter_rows(net(_gather_rows(p, idx, inv)), idx, inv).reshape(x.shape)
+        return x + _scatter_rows(self.update(_gather_rows(p, idx, inv)), idx, inv).reshape(x.shape)
 
     def settle(self, x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array | None]:
         """The state after proposal `y` from `x`: alive masking, then environment channels; and the alive
@@ -505,21 +504,23 @@ def fast_rollout(model, x: jax.Array, keys: jax.Array, length: jax.Array | None 
     gradient; `capacity`: rows reserved for firing cells (default `firing_capacity`)."""
     params, static = eqx.partition(model, eqx.is_inexact_array)
     steps, cells = keys.shape[0], int(np.prod(x.shape[:-1]))
-    # the masks and index tables of all steps, drawn 16 steps at a time: vectorised, without the large
-    # temporaries (random bits, cumulative sums) of all steps at once
-    chunk = min(16, steps)
-    masks = jax.lax.map(lambda k: model.fire_mask(k, x.shape), keys, batch_size=chunk)
     capacity = firing_capacity(cells, model.fire_rate) if capacity is None else int(capacity)
     compact = capacity < cells
-    # per step: its firing mask, (if compact) its index tables, and its number
+
+    def draw(key):
+        "One step's firing mask and (if compact) its index tables and overflow flag."
+        mask = model.fire_mask(key, x.shape)
+        return (mask, *(t[0] for t in firing_rows(mask[None], capacity))) if compact else (mask,)
+    # per step: its firing mask, (if compact) its index tables, and its number. Drawn 16 steps at a time:
+    # vectorised, without the large temporaries (random bits, cumulative sums) of all steps at once
+    drawn = jax.lax.map(draw, keys, batch_size=min(16, steps))
     if compact:
-        idx, inv, overflow = jax.lax.map(lambda m: firing_rows(m[None], capacity), masks, batch_size=chunk)
-        idx, inv, overflow = idx[:, 0], inv[:, 0], overflow[:, 0]
+        masks, idx, inv, overflow = drawn
         idx = eqx.error_if(idx, jnp.any(overflow), f"a step fired more cells than the {capacity} rows reserved "
                            f"for them (odds below 1e-30); pass a larger capacity to fast_rollout")
         data = (masks, idx, inv, jnp.arange(steps))
     else:
-        data = (masks, jnp.arange(steps))
+        data = (drawn[0], jnp.arange(steps))
     gated = length is not None
     length = jnp.asarray(steps if length is None else length, jnp.int32)
     alive = model.alive_threshold is not None
@@ -545,8 +546,8 @@ def fast_rollout(model, x: jax.Array, keys: jax.Array, length: jax.Array | None 
         skip = (lambda x: (x, jnp.zeros(x.shape[:-1] + (1,), bool) if alive else None))
         return when(i < length if gated else True, fire, skip, x)
 
-    def back(p, x, live, d, g):
-        "Pull the cotangent `g` of a step's result back to its state `x` and the parameters."
+    def back(p, x, live, d, g, zeros):
+        "Pull the cotangent `g` of a step's result back to its state `x` and the parameters (`zeros`: like `p`)."
         m = eqx.combine(p, static)
         mask, rows, i = unpack(d)
         if m.fixed is not None:       # environment channels: linear in the state
@@ -562,10 +563,11 @@ def fast_rollout(model, x: jax.Array, keys: jax.Array, length: jax.Array | None 
             d_update, d_feats = _update_pullback(m.update, feats, g_rows * mask.reshape(-1, 1))
         else:
             idx, inv = rows
-            d_update, d_fired = _update_pullback(m.update, _pad_row(feats)[idx], _pad_row(g_rows)[idx])
-            d_feats = _pad_row(d_fired)[inv]
+            # the cotangent of a scatter is the gather of the same rows, and the other way round
+            d_update, d_fired = _update_pullback(m.update, _gather_rows(feats, idx, inv), _gather_rows(g_rows, idx, inv))
+            d_feats = _scatter_rows(d_fired, idx, inv)
         (dx,) = feats_pullback(d_feats.reshape(*x.shape[:-1], -1))
-        return g + dx, eqx.tree_at(lambda t: t.update, jax.tree.map(jnp.zeros_like, p), d_update)
+        return g + dx, eqx.tree_at(lambda t: t.update, zeros, d_update)
 
     def forward(p, x0, data, length, save):
         def body(x, d):
@@ -589,7 +591,7 @@ def fast_rollout(model, x: jax.Array, keys: jax.Array, length: jax.Array | None 
             gx, gp = carry
             x, live, d = xd
             i = unpack(d)[-1]
-            dx, dp = when(i < length if gated else True, lambda: back(p, x, live, d, gx), lambda: (gx, zeros))
+            dx, dp = when(i < length if gated else True, lambda: back(p, x, live, d, gx, zeros), lambda: (gx, zeros))
             return (dx, jax.tree.map(jnp.add, gp, dp)), None
         gx, gp = jax.lax.scan(body, (g, zeros), (xs, lives, data), reverse=True)[0]
         return gp, gx, jax.tree.map(lambda _: None, data), None
