@@ -19,9 +19,9 @@ from ..core.distributed import cell_uniform
 from ..core.operators import check_boundary, pad, stencil
 
 # %% auto #0
-__all__ = ['KERNELS', 'PERCEPTIONS', 'ACTIVATIONS', 'UPDATES', 'GRADIENTS', 'perception_kernels', 'perceive', 'MLPUpdate',
-           'GatedUpdate', 'gaussian_basis', 'KANUpdate', 'NCA', 'seed_state', 'firing_capacity', 'firing_rows',
-           'fast_rollout']
+__all__ = ['KERNELS', 'PERCEPTIONS', 'ACTIVATIONS', 'UPDATES', 'GRADIENTS', 'perception_kernels', 'perceive', 'dense',
+           'dense_rows', 'MLPUpdate', 'GatedUpdate', 'gaussian_basis', 'KANUpdate', 'NCA', 'seed_state',
+           'firing_capacity', 'firing_rows', 'fast_rollout']
 
 # %% ../../nbs/nca/00_model.ipynb #e51cad04
 KERNELS = ("identity", "grad_x", "grad_y", "grad_norm", "laplacian", "average")
@@ -117,6 +117,39 @@ def _activation(name: str):
     return getattr(jax.nn, name) if name != "tanh" else jnp.tanh
 
 
+def dense(x: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
+    "One dense layer `x @ w + b` on rows `x [..., F]`."
+    return x @ w + b
+
+
+@jax.custom_vjp
+def dense_rows(x: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
+    """`dense`, with its weight gradient laid out for XLA's CPU matrix products (same value, same
+    gradient; reverse mode only). The fast gradient pulls the update networks back through this."""
+    return x @ w + b
+
+
+def _dense_rows_fwd(x, w, b):
+    return x @ w + b, (x, w)
+
+
+def _dense_rows_bwd(res, g):
+    x, w = res
+    rows, g_rows = x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1])
+    if g_rows.shape[1] < rows.shape[1]:
+        # the weight gradient xᵀg contracts the long row axis of both operands; XLA's CPU backend is slow
+        # at that when the output is narrow. As (gᵀ)x, gᵀ written out first, it is a plain product; the
+        # barriers stop XLA folding either transpose back into the product
+        barrier = jax.lax.optimization_barrier
+        dw = barrier(barrier(g_rows.T) @ rows).T
+    else:
+        dw = rows.T @ g_rows
+    return g @ w.T, dw, g_rows.sum(0)
+
+
+dense_rows.defvjp(_dense_rows_fwd, _dense_rows_bwd)
+
+
 def _dense_init(key, fan_in, fan_out):
     "Glorot-uniform weights `[fan_in, fan_out]` (Keras's default, as in Growing NCA)."
     lim = np.sqrt(6.0 / (fan_in + fan_out))
@@ -142,8 +175,8 @@ class MLPUpdate(Model):
         self.w2 = jnp.zeros((hidden, channels))
         self.b2 = jnp.zeros(channels)
 
-    def __call__(self, p: jax.Array) -> jax.Array:
-        return _activation(self.activation)(p @ self.w1 + self.b1) @ self.w2 + self.b2
+    def __call__(self, p: jax.Array, dense=dense) -> jax.Array:
+        return dense(_activation(self.activation)(dense(p, self.w1, self.b1)), self.w2, self.b2)
 
 
 class GatedUpdate(Model):
@@ -167,8 +200,8 @@ class GatedUpdate(Model):
         self.w2 = jnp.concatenate([jnp.zeros((hidden, channels)), _dense_init(k2, hidden, channels)], axis=1)
         self.b2 = jnp.zeros(2 * channels)
 
-    def __call__(self, p: jax.Array) -> jax.Array:
-        out = _activation(self.activation)(p @ self.w1 + self.b1) @ self.w2 + self.b2
+    def __call__(self, p: jax.Array, dense=dense) -> jax.Array:
+        out = dense(_activation(self.activation)(dense(p, self.w1, self.b1)), self.w2, self.b2)
         value, gate = out[..., :self.channels], out[..., self.channels:]
         return value * jax.nn.sigmoid(gate)
 
@@ -206,12 +239,12 @@ class KANUpdate(Model):
         self.w2 = jnp.zeros((hidden * basis, channels))
         self.b2 = jnp.zeros(channels)
 
-    def _layer(self, z, w, b):
+    def _layer(self, z, w, b, dense=dense):
         phi = gaussian_basis(z, self.basis, self.bound)
-        return phi.reshape(*z.shape[:-1], -1) @ w + b
+        return dense(phi.reshape(*z.shape[:-1], -1), w, b)
 
-    def __call__(self, p: jax.Array) -> jax.Array:
-        return self._layer(self._layer(p, self.w1, self.b1), self.w2, self.b2)
+    def __call__(self, p: jax.Array, dense=dense) -> jax.Array:
+        return self._layer(self._layer(p, self.w1, self.b1, dense), self.w2, self.b2, dense)
 
 
 UPDATES = {"mlp": MLPUpdate, "gated": GatedUpdate, "kan": KANUpdate}
@@ -495,7 +528,11 @@ _scatter_rows.defvjp(_scatter_rows_fwd, _scatter_rows_bwd)
 def _update_pullback(update, p: jax.Array, g: jax.Array):
     "`(d_update, dp)`: the gradient of `update(p)` for rows `p [N, F]` and cotangent `g [N, C]`."
     params, static = eqx.partition(update, eqx.is_inexact_array)
-    return jax.vjp(lambda u, p: eqx.combine(u, static)(p), params, p)[1](g)
+    if type(update) in UPDATES.values():   # the built-in networks: CPU-friendly weight gradients
+        call = lambda u, p: eqx.combine(u, static)(p, dense=dense_rows)
+    else:
+        call = lambda u, p: eqx.combine(u, static)(p)
+    return jax.vjp(call, params, p)[1](g)
 
 
 def fast_rollout(model, x: jax.Array, keys: jax.Array, length: jax.Array | None = None,
