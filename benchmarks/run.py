@@ -381,8 +381,14 @@ def bench_abm(cfg, rows):
     pj_s = median_time(lambda: pj_step(state.field[0], state.positions, state.headings, key), rep)
     f_pj, p_pj, _ = pj_step(state.field[0], state.positions, state.headings, key)
     out = dp_step(model, state, key)
-    err = max(float(jnp.max(jnp.abs(out.field[0] - f_pj))), float(jnp.max(jnp.abs(out.positions - p_pj))))
-    assert err < 1e-3, f"dpattern and plain-JAX Physarum steps differ by {err}"
+    # the same step: dpattern rotates each heading's (cos, sin) to its side sensors where plain JAX evaluates
+    # six sines and cosines, so a sensed value can differ in its last bits and flip a near-tie turn of a rare
+    # agent (and the trail it leaves); every other agent and cell must agree
+    moved = float(jnp.mean(jnp.max(jnp.abs(out.positions - p_pj), -1) > 1e-3))
+    cells = float(jnp.mean(jnp.abs(out.field[0] - f_pj) > 1e-3))
+    mass = float(jnp.abs(out.field.sum() - f_pj.sum()) / f_pj.sum())
+    assert moved <= 1e-4 and cells <= 1e-3 and mass < 1e-5, \
+        f"dpattern and plain-JAX Physarum steps differ: {moved:.1e} of agents, {cells:.1e} of cells, mass {mass:.1e}"
     rows.append(row(f"ABM Physarum step ({n_agents // 1000}k agents, {size}² field)", dp_s, "plain-jax", pj_s))
 
 
@@ -438,7 +444,7 @@ def bench_memory(cfg, rows):
 WORKLOADS = {"nca": bench_nca, "gray-scott": bench_gray_scott, "abm": bench_abm, "memory": bench_memory}
 
 FULL = dict(nca=(8, 16, 64, 128, 64, 5), matmul=2048, gs=(128, 1000.0, 5), gs_exponax_dt=(1.0, 2.0, 4.0, 5.0, 10.0),
-            abm=(100_000, 256, 10), memory=(8, 16, 64, 128, 1024))
+            abm=(100_000, 256, 60), memory=(8, 16, 64, 128, 1024))
 QUICK = dict(nca=(2, 16, 16, 32, 8, 1), matmul=256, gs=(32, 20.0, 1), gs_exponax_dt=(1.0,),
              abm=(2_000, 32, 1), memory=(1, 16, 16, 32, 16))
 

@@ -52,12 +52,19 @@ def test_bad_option_is_an_error():
 
 def test_nca_gradient_ablation_quick_run():
     "The ablation script checks that every variant computes dpattern's gradient, then prints one row each."
-    r = run_python(f"import runpy, sys; sys.argv = ['nca_gradient.py', '--quick', '--rounds', '1']; "
+    r = run_python(f"import runpy, sys; sys.argv = ['nca_gradient.py', '--quick', '--rounds', '1', '--profile']; "
                    f"runpy.run_path({str(ROOT / 'benchmarks' / 'nca_gradient.py')!r}, run_name='__main__')",
                    timeout=600)
-    names = ("dpattern (as shipped)", "masks for all steps at once", 'gradient="checkpoint"', 'gradient="autodiff"')
+    names = ("dpattern (as shipped)", "masks for all steps at once", "plain dense layers", 'gradient="checkpoint"',
+             'gradient="autodiff"')
     lines = {line.split("  ")[0]: line for line in r.stdout.splitlines()}
     for name in names:
         cols = lines[name].split()
         assert float(cols[-3]) > 0 and cols[-2].endswith("x") and cols[-1].endswith("x"), lines[name]
     assert float(lines["dpattern (as shipped)"].split()[-2].rstrip("x")) == 1.0
+    # --profile: page faults per call, and the time of each kind of operation for both computations
+    assert "minor page faults per call: rollout" in r.stdout
+    kinds = {line.split()[0]: line.split() for line in r.stdout.split("time by kind of operation")[1].splitlines()[3:]
+             if line.strip()}
+    assert float(kinds["all"][1]) > 0 and float(kinds["all"][2]) > 0, kinds["all"]
+    assert "matrix" in kinds, kinds
