@@ -167,6 +167,16 @@ def main(argv=None):
     print(f"\nminor page faults per call: rollout {page_faults(lambda: roll(p, key)):.0f}, training step "
           f"{page_faults(lambda: step(p, key)):.0f} (the stored states: {stored / 2 ** 20:.0f} MiB = "
           f"{stored // resource.getpagesize()} pages)")
+    # what fresh memory costs: filling an array of the stored states' size, new each call vs reused (donated)
+    fill = jax.jit(lambda a: a + 1.0)
+    reuse = jax.jit(lambda a: a + 1.0, donate_argnums=0)
+    buf = [jnp.zeros(stored // 4)]
+
+    def refill():
+        buf[0] = reuse(buf[0])
+        return buf[0]
+    fresh, reused = median_time(lambda: fill(buf[0]), 9), median_time(refill, 9)
+    print(f"writing {stored / 2 ** 20:.0f} MiB: {fresh:.4f} s into new memory, {reused:.4f} s into reused memory")
     kinds = {"rollout": profile(lambda: roll(p, key)), "training step": profile(lambda: step(p, key))}
     print(f"\ntime by kind of operation, seconds per call (both threads summed)\n")
     print(f"{'kind':24s} {'rollout':>9s} {'training':>9s} {'ratio':>7s}")
