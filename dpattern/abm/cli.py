@@ -49,7 +49,7 @@ def add_commands(subparsers) -> None:
     tr.add_argument("--hidden", type=int, default=64, help="hidden units of the agents' network (default 64)")
     tr.add_argument("--field-weight", type=float, default=0.0,
                     help="weight of the loss on pheromone channel 0 drawing the silhouette (default 0)")
-    tr.add_argument("--lr", type=float, default=1e-2, help="peak learning rate (default 1e-2)")
+    tr.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 2e-3)")
     add_training_options(tr, iters=400, out_help="run directory (default runs/abm-train)")
     tr.set_defaults(func=train_command)
 
