@@ -120,16 +120,16 @@ def main(argv=None):
 
     fns = {}
     for name, (method, swaps) in VARIANTS.items():
-        saved = {(m, k): getattr(m, k) for m, k in swaps}
-        for (m, k), v in swaps.items():
-            setattr(m, k, v)
+        saved = {(obj, k): getattr(obj, k) for obj, k in swaps}
+        for (obj, k), v in swaps.items():
+            setattr(obj, k, v)
         try:   # trace and compile now, while the swap is in place
             f = jax.jit(jax.value_and_grad(lambda p, k, method=method: jnp.mean(
                 (final_state(eqx.combine(p, static), x, steps, k, method)[:, :4] - target) ** 2)))
             jax.block_until_ready(f(p, key))
         finally:
-            for (m, k), v in saved.items():
-                setattr(m, k, v)
+            for (obj, k), v in saved.items():
+                setattr(obj, k, v)
         fns[name] = f
     ref = fns["dpattern (as shipped)"](p, key)
     for name, f in fns.items():   # every variant computes the same loss and gradient
@@ -170,7 +170,7 @@ def main(argv=None):
     # what fresh memory costs: filling an array of the stored states' size, new each call vs reused (donated)
     fill = jax.jit(lambda a: a + 1.0)
     reuse = jax.jit(lambda a: a + 1.0, donate_argnums=0)
-    buf = [jnp.zeros(stored // 4)]
+    buf = [jnp.zeros(steps * x.size, x.dtype)]
 
     def refill():
         buf[0] = reuse(buf[0])

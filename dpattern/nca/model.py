@@ -126,11 +126,11 @@ def dense(x: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
 def dense_rows(x: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
     """`dense`, with its weight gradient laid out for XLA's CPU matrix products (same value, same
     gradient; reverse mode only). The fast gradient pulls the update networks back through this."""
-    return x @ w + b
+    return dense(x, w, b)
 
 
 def _dense_rows_fwd(x, w, b):
-    return x @ w + b, (x, w)
+    return dense(x, w, b), (x, w)
 
 
 def _dense_rows_bwd(res, g):
