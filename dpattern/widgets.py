@@ -12,6 +12,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .core.data import to_rgb
+
 # %% auto #0
 __all__ = ['LAYOUTS', 'rgb_frames', 'png_bytes', 'frame_player', 'gallery']
 
@@ -46,7 +48,6 @@ def _layout(shape: tuple, layout: str) -> str:
 def rgb_frames(frames, layout: str = "auto", channel: int | None = None, cmap: str | None = None,
                vmin: float | None = None, vmax: float | None = None, background: float = 1.0) -> np.ndarray:
     "Frames `[T, H, W, 3]` in [0, 1] from states `[T, C, H, W]` or images `[T, H, W]`, `[T, H, W, C]`."
-    from dpattern.core.data import to_rgb
     x = np.asarray(frames, dtype=np.float32)
     lay = _layout(x.shape, layout)
     if lay == "THW":
