@@ -79,6 +79,17 @@ class TensorBoardLogger:
         if close:
             plt.close(fig)
 
+    def text(self, tag: str, text: str, step: int):
+        "Log a line of text (shown in TensorBoard's Text tab)."
+        from tensorboard.compat.proto import types_pb2
+        from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
+        from tensorboard.compat.proto.tensor_pb2 import TensorProto
+        from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
+        tensor = TensorProto(dtype=types_pb2.DT_STRING, string_val=[str(text).encode()],
+                             tensor_shape=TensorShapeProto(dim=[TensorShapeProto.Dim(size=1)]))
+        meta = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="text"))
+        self._add(Summary.Value(tag=tag, metadata=meta, tensor=tensor), step)
+
     def flush(self):
         self._writer.flush()
 
@@ -91,6 +102,7 @@ class NullLogger:
     def scalar(self, *a, **k): pass
     def image(self, *a, **k): pass
     def histogram(self, *a, **k): pass
+    def text(self, *a, **k): pass
     def figure(self, tag, fig, *a, **k):
         import matplotlib.pyplot as plt
         plt.close(fig)

@@ -6,12 +6,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import equinox as eqx
 import jax
@@ -24,6 +26,8 @@ from .logging import NullLogger, TensorBoardLogger
 from .model import Model, trainable_filter
 from .sharding import (check_batch_size, constrain_batch, constrain_replicated, data_mesh,
                                     put_replicated)
+_log = logging.getLogger("dpattern.train")
+
 
 # %% auto #0
 __all__ = ['LATEST', 'BEST', 'Task', 'normalise_gradients', 'default_optimiser', 'TrainingDiverged', 'TrainResult', 'train']
@@ -119,6 +123,36 @@ def _all_finite(tree) -> jax.Array:
               if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jnp.inexact)]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
+# %% ../../nbs/core/09_train.ipynb #3a1f0c02
+def _warn(logger, step: int, message: str):
+    "Report a failure that does not stop training: a Python warning, the `dpattern` log and the run's log."
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
+    _log.warning(message)
+    try:
+        logger.text("warnings", message, step)
+    except Exception:
+        pass
+
+
+def _log_point(task, callbacks, model, task_state, step, logger, key):
+    "Task figures (only with a run directory) and callbacks; a failure in any of them is a warning, not the end."
+    hooks = [] if isinstance(logger, NullLogger) else [("task.log", lambda: task.log(model, task_state, step,
+                                                                                      logger, key))]
+    for j, cb in enumerate(callbacks):
+        hooks.append((f"callback {getattr(cb, '__name__', type(cb).__name__)}",
+                      lambda cb=cb, j=j: cb(model, step, logger, jax.random.fold_in(key, j + 1))))
+    for name, hook in hooks:
+        try:
+            hook()
+        except Exception as e:
+            _warn(logger, step, f"{name} failed at step {step} and was skipped ({type(e).__name__}: {e}); "
+                                f"training goes on")
+    try:
+        logger.flush()
+    except Exception as e:
+        _warn(NullLogger(), step, f"writing the logs failed at step {step} ({type(e).__name__}: {e})")
+
+
 # %% ../../nbs/core/09_train.ipynb #570a99c1
 def train(
     model,  # an Equinox module; its trainable arrays are optimised
@@ -135,6 +169,7 @@ def train(
     devices: int | list | None = None,  # devices to split the batch over (None: all)
     progress: bool = True,  # show a tqdm progress bar
     on_step: Callable[[int, float], None] | None = None,  # called after each step with (step, loss)
+    callbacks: Sequence[Callable] = (),  # each called as `callback(model, step, logger, key)` at every log point
 ) -> TrainResult:
     "Optimise `model` on `task` for `steps` steps; checkpoint, log and resume through `out`."
     t0 = time.time()
@@ -247,9 +282,9 @@ def train(
             if on_step is not None:
                 on_step(i, loss)
             done = i + 1
-            if (done % log_every == 0 or done == steps) and not isinstance(logger, NullLogger):
-                task.log(eqx.combine(params, static), task_state, done, logger, jax.random.fold_in(k_log, done))
-                logger.flush()
+            if done % log_every == 0 or done == steps:
+                _log_point(task, callbacks, eqx.combine(params, static), task_state, done, logger,
+                           jax.random.fold_in(k_log, done))
             if done % checkpoint_every == 0 or done == steps:
                 checkpoint(done, eqx.combine(params, static))
     finally:
