@@ -285,7 +285,7 @@ def train(
         ok = jnp.isfinite(loss) & _all_finite(new_params) & _all_finite(aux)
         return new_params, new_opt, new_state, loss, ok
 
-    logger = TensorBoardLogger(out / "logs", purge_step=start if start else None) if (out is not None and writer) \
+    logger = TensorBoardLogger(out / "logs", purge_step=start) if (out is not None and writer) \
         else NullLogger()
     evaluate = eqx.filter_jit(lambda m, k: task.evaluate(m, k))
     has_eval = jax.eval_shape(lambda m: task.evaluate(m, key), eqx.combine(params, static)) is not None
@@ -313,6 +313,10 @@ def train(
             _save(out / LATEST, model_now, opt_state, task_state, key, **hdr)
         best = min(best, score)
         recent.clear()
+        try:
+            logger.flush()  # the logs of every step up to a checkpoint are on disk with it
+        except Exception as e:
+            _warn(NullLogger(), i, f"writing the TensorBoard log failed at step {i} ({type(e).__name__}: {e})")
 
     try:
         i = start
