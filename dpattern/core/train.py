@@ -96,14 +96,14 @@ class TrainingDiverged(RuntimeError):
     "The loss or the parameters became non-finite, or the loss grew past `diverge_factor` times its lowest."
 
     def __init__(self, step: int, loss: float, checkpoint: Path | None = None, why: str = "the loss is not finite"):
-        self.step, self.loss, self.checkpoint = step, loss, checkpoint
+        self.step, self.loss, self.checkpoint, self.why = step, loss, checkpoint, why
         last = (f"; the last good checkpoint is {checkpoint}" if checkpoint is not None
                 else "; no checkpoint was written before it")
         super().__init__(f"training diverged at step {step}: {why}{last}. Try a lower learning rate, gradient "
                          f"clipping, or fewer steps per rollout.")
 
     def __reduce__(self):
-        return type(self), (self.step, self.loss, self.checkpoint)
+        return type(self), (self.step, self.loss, self.checkpoint, self.why)
 
 
 @dataclass
