@@ -22,7 +22,7 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['FORMAT', 'VERSION', 'MAX_BYTES', 'MAX_HEADER_BYTES', 'CheckpointError', 'WriteError', 'strict_json', 'atomic_write',
-           'remove_stale_temporaries', 'save_pytree', 'header_field', 'leaf_nbytes', 'read_header', 'load_pytree']
+           'remove_stale_temporaries', 'save_pytree', 'header_field', 'read_header', 'load_pytree']
 
 # %% ../../nbs/core/01_checkpoint.ipynb #2e7108cd
 FORMAT = "dpattern-checkpoint"
@@ -173,7 +173,7 @@ def header_field(path, header: dict, name: str, types, what: str, default=...):
     return v
 
 
-def leaf_nbytes(meta: dict) -> int:
+def _leaf_nbytes(meta: dict) -> int:
     "Bytes of the array a (checked) leaf entry of a header describes."
     return math.prod(meta["shape"]) * np.dtype(meta["dtype"]).itemsize
 
@@ -196,7 +196,7 @@ def _check_leaves(path, leaves: list, max_bytes: int) -> None:
         if not ok:
             raise CheckpointError(f"{where} has dtype {dtype[:40]!r}, expected a numeric dtype such as '<f4'")
         header_field(where, m, "prng_key", bool, "true or false")
-        total += leaf_nbytes(m)
+        total += _leaf_nbytes(m)
         if total > max_bytes:
             raise CheckpointError(f"{path}: the header declares arrays of more than {total / 2**30:.3g} GiB, "
                                   f"above the limit of {max_bytes / 2**30:.3g} GiB (DPATTERN_MAX_CHECKPOINT_BYTES); "

@@ -174,10 +174,12 @@ def model_skeleton(cls: type, hyperparams: dict, path=None, max_bytes: int | Non
         shapes = eqx.filter_eval_shape(cls.from_hyperparams, hyperparams)
     except CheckpointError as e:
         raise CheckpointError(f"{where}{e}") from None
+    except jax.errors.JAXTypeError:
+        shapes = None  # a constructor that needs concrete values: the caller's checks of the header bound it
     except Exception as e:
         raise CheckpointError(f"{where}the hyperparameters {short} cannot build a {cls.__name__} "
                               f"({type(e).__name__}: {str(e)[:200]})") from None
-    nbytes = sum(math.prod(x.shape) * (8 if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x.dtype.itemsize)
+    nbytes = 0 if shapes is None else sum(math.prod(x.shape) * (8 if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x.dtype.itemsize)
                  for x in jax.tree.leaves(shapes) if isinstance(x, jax.ShapeDtypeStruct))
     if nbytes > limit:
         raise CheckpointError(f"{where}the hyperparameters {short} describe a {cls.__name__} with "
