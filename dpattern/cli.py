@@ -6,35 +6,114 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import math
 import platform
 import sys
+import traceback
 from typing import Sequence
 
 # %% auto #0
-__all__ = ['COMMAND_MODULES', 'add_training_options', 'start_processes', 'info', 'build_parser', 'main']
+__all__ = ['COMMAND_MODULES', 'positive_int', 'nonnegative_int', 'finite_float', 'positive_float', 'nonnegative_float',
+           'probability', 'add_training_options', 'add_batch_option', 'add_boundary_option', 'add_lr_option',
+           'start_processes', 'info', 'build_parser', 'run_command', 'main']
+
+# %% ../nbs/core/10_cli.ipynb #c1a0f001
+def _number(text: str, kind, what: str):
+    try:
+        v = kind(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if kind is float and not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return v
+
+
+def positive_int(text: str) -> int:
+    "`type=` for a flag that takes an integer >= 1."
+    v = _number(text, int, "a positive integer")
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def nonnegative_int(text: str) -> int:
+    "`type=` for a flag that takes an integer >= 0."
+    v = _number(text, int, "an integer >= 0")
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return v
+
+
+def finite_float(text: str) -> float:
+    "`type=` for a flag that takes a finite real number."
+    return _number(text, float, "a finite number")
+
+
+def positive_float(text: str) -> float:
+    "`type=` for a flag that takes a finite number > 0."
+    v = _number(text, float, "a finite number > 0")
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return v
+
+
+def nonnegative_float(text: str) -> float:
+    "`type=` for a flag that takes a finite number >= 0."
+    v = _number(text, float, "a finite number >= 0")
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return v
+
+
+def probability(text: str) -> float:
+    "`type=` for a flag that takes a probability in [0, 1]."
+    v = _number(text, float, "a probability between 0 and 1")
+    if not 0 <= v <= 1:
+        raise argparse.ArgumentTypeError(f"expected a probability between 0 and 1, got {text!r}")
+    return v
 
 # %% ../nbs/core/10_cli.ipynb #a7ddbf78
 COMMAND_MODULES: tuple[str, ...] = ("dpattern.nca.cli", "dpattern.pde.cli", "dpattern.abm.cli", "dpattern.inspect.cli")  # modules with an `add_commands(subparsers)` function
 
 
-def add_training_options(p: argparse.ArgumentParser, iters: int, out_help: str = "run directory") -> None:
+def add_training_options(p: argparse.ArgumentParser, iters: int | None, out_help: str = "run directory") -> None:
     "Options shared by every training command."
     g = p.add_argument_group("training")
-    g.add_argument("--iters", type=int, default=iters, help=f"optimisation steps (default {iters})")
+    g.add_argument("--iters", type=nonnegative_int, default=iters, help=f"optimisation steps (default {iters})")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     g.add_argument("--out", default=None, help=out_help)
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     g.add_argument("--overwrite", action="store_true", help="start afresh even if --out holds a run")
-    g.add_argument("--devices", type=int, default=None,
+    g.add_argument("--devices", type=positive_int, default=None,
                    help="number of local devices to split the batch over (default: all)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     m = p.add_argument_group("multi-process (one process per host; only process 0 writes files)")
     m.add_argument("--coordinator", metavar="HOST:PORT", default=None, help="address of process 0")
-    m.add_argument("--num-processes", type=int, default=None, metavar="P", help="total number of processes")
-    m.add_argument("--process-id", type=int, default=None, metavar="I", help="index of this process (0..P-1)")
+    m.add_argument("--num-processes", type=positive_int, default=None, metavar="P", help="total number of processes")
+    m.add_argument("--process-id", type=nonnegative_int, default=None, metavar="I", help="index of this process (0..P-1)")
     m.add_argument("--cluster", action="store_true",
                    help="detect the processes from a SLURM/MPI scheduler's environment instead")
+
+
+def add_batch_option(p, default: int | None = None, dest: str = "batch", help: str = "samples per step") -> None:
+    "`--batch N` (alias `--batch-size`), a positive integer."
+    p.add_argument("--batch", "--batch-size", type=positive_int, default=default, dest=dest, metavar="N",
+                   help=help + (f" (default {default})" if default is not None else ""))
+
+
+def add_boundary_option(p, choices: Sequence[str] | None = None, default: str | None = None,
+                        help: str = "boundary mode") -> None:
+    "`--boundary MODE` (alias `--walls`)."
+    p.add_argument("--boundary", "--walls", choices=choices, default=default, dest="boundary",
+                   help=help + (f" (default {default})" if default is not None else ""))
+
+
+def add_lr_option(p, default: float | None = None, help: str = "peak learning rate") -> None:
+    "`--lr RATE`, a finite number > 0."
+    p.add_argument("--lr", type=positive_float, default=default,
+                   help=help + (f" (default {default:g})" if default is not None else ""))
 
 
 def start_processes(args: argparse.Namespace) -> None:
@@ -44,7 +123,7 @@ def start_processes(args: argparse.Namespace) -> None:
         from dpattern.core.distributed import initialize
         initialize(args.coordinator, args.num_processes, args.process_id)
 
-
+# %% ../nbs/core/10_cli.ipynb #c1a0f003
 def _versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
     out = {"python": platform.python_version()}
@@ -84,13 +163,51 @@ def build_parser() -> argparse.ArgumentParser:
         importlib.import_module(module).add_commands(sub)
     return parser
 
+# %% ../nbs/core/10_cli.ipynb #c1a0f004
+_EXPECTED_OS_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT,
+                      errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.EFBIG)
 
-def main(argv: Sequence[str] | None = None) -> int:
-    "Entry point of the `dpattern` console script."
-    args = build_parser().parse_args(argv)
+
+def _expected(e: BaseException) -> bool:
+    "Is `e` a failure caused by the input or the machine (one line, exit 2) rather than a bug?"
+    if isinstance(e, (ValueError, MemoryError)):   # UsageError and CheckpointError are ValueErrors
+        return True
+    if isinstance(e, OSError):
+        return e.errno in _EXPECTED_OS_ERRORS or isinstance(e, (FileNotFoundError, FileExistsError,
+                                                               NotADirectoryError, IsADirectoryError, PermissionError))
+    return type(e).__name__ == "XlaRuntimeError" and "RESOURCE_EXHAUSTED" in str(e)
+
+
+def _message(e: BaseException) -> str:
+    if isinstance(e, MemoryError):
+        return f"out of memory ({e or 'an allocation failed'}); use smaller sizes"
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+        return f"no space left on the device{f' writing {e.filename}' if e.filename else ''}; free some space " \
+               f"and pass --resume to continue from the last checkpoint"
+    if type(e).__name__ == "XlaRuntimeError":
+        return "the accelerator ran out of memory: " + str(e).splitlines()[0][:300] + "; use smaller sizes"
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run the handler `args.func` of a parsed command line: an expected failure prints one line and returns 2,
+    an interruption returns 130, anything else (a bug) prints its traceback and returns 1."""
     try:
         start_processes(args)
         return args.func(args) or 0
-    except (ValueError, FileExistsError, FileNotFoundError) as e:
-        print(f"dpattern {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print(f"dpattern {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if _expected(e):
+            print(f"dpattern {args.command}: error: {_message(e)}", file=sys.stderr)
+            return 2
+        traceback.print_exc()
+        print(f"dpattern {args.command}: this is a bug, please report it with the traceback above",
+              file=sys.stderr)
+        return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    "Entry point of the `dpattern` console script."
+    return run_command(build_parser().parse_args(argv))
