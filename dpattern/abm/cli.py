@@ -6,33 +6,32 @@
 from __future__ import annotations
 
 import argparse
-import io
-import json
-import time
 from pathlib import Path
 
-from ..cli import add_training_options
+from ..cli import (add_batch_option, add_boundary_option, add_lr_option, add_training_options,
+                          nonnegative_float, positive_int)
+
 
 # %% auto #0
 __all__ = ['add_commands', 'simulate', 'train_command']
 
 # %% ../../nbs/abm/06_cli.ipynb #79f61a9d
 def add_commands(subparsers) -> None:
-    "Register `dpattern abm ...`."
+    "Register `dpattern abm ...` (defaults: `dpattern.abm.runs.SimulateConfig`, `TrainConfig`)."
     abm = subparsers.add_parser("abm", help="agent-based models: Physarum, neural agents, shape formation",
                                 description="Agent-based models on chemical fields.")
     sub = abm.add_subparsers(dest="abm_command", metavar="ABM_COMMAND", required=True)
 
     sim = sub.add_parser("simulate", help="run an agent model and save its trajectory and an animation",
-                         description="Run an agent model from uniformly random agents; write DIR/trajectory.npz "
-                                     "and DIR/animation.gif.")
+                         description="Run an agent model from uniformly random agents; write DIR/trajectory.npz, "
+                                     "DIR/animation.gif and DIR/run.json.")
     sim.add_argument("model", choices=["physarum"], help="the agent model")
-    sim.add_argument("--agents", type=int, default=4096, help="number of agents (default 4096)")
-    sim.add_argument("--size", type=int, default=128, help="grid size G (default 128)")
-    sim.add_argument("--steps", type=int, default=400, help="steps to simulate (default 400)")
-    sim.add_argument("--every", type=int, default=None, help="record every K-th step (default: ~100 frames)")
-    sim.add_argument("--walls", choices=["periodic", "reflect"], default="periodic", help="wall type")
-    sim.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sim.add_argument("--agents", type=positive_int, help="number of agents (default 4096)")
+    sim.add_argument("--size", type=positive_int, help="grid size G (default 128)")
+    sim.add_argument("--steps", type=positive_int, help="steps to simulate (default 400)")
+    sim.add_argument("--every", type=positive_int, help="record every K-th step (default: ~100 frames)")
+    add_boundary_option(sim, choices=["periodic", "reflect"], help="walls (default periodic)")
+    sim.add_argument("--seed", type=int, help="random seed (default 0)")
     sim.add_argument("--out", default="runs/abm-physarum", help="output directory (default runs/abm-physarum)")
     sim.add_argument("--overwrite", action="store_true", help="replace an existing trajectory in --out")
     sim.set_defaults(func=simulate)
@@ -40,131 +39,61 @@ def add_commands(subparsers) -> None:
     tr = sub.add_parser("train", help="train agents to form a target shape",
                         description="Fit a neural agent rule so that swarms from random starts form a silhouette "
                                     "(Sinkhorn divergence), through the shared trainer.")
-    tr.add_argument("--target", default="horse", help="bundled image name or image file (default horse)")
-    tr.add_argument("--model", choices=["chemotaxis", "slime"], default="chemotaxis", help="agent model")
-    tr.add_argument("--agents", type=int, default=256, help="agents per swarm (default 256)")
-    tr.add_argument("--size", type=int, default=64, help="grid size G (default 64)")
-    tr.add_argument("--steps", type=int, default=48, help="rollout steps, a multiple of 4 (default 48)")
-    tr.add_argument("--batch", type=int, default=4, help="swarms per optimisation step (default 4)")
-    tr.add_argument("--hidden", type=int, default=64, help="hidden units of the agents' network (default 64)")
-    tr.add_argument("--field-weight", type=float, default=0.0,
+    tr.add_argument("--target", help="bundled image name or image file (default horse)")
+    tr.add_argument("--model", choices=["chemotaxis", "slime"], help="agent model (default chemotaxis)")
+    tr.add_argument("--agents", type=positive_int, help="agents per swarm (default 256)")
+    tr.add_argument("--size", type=positive_int, help="grid size G (default 64)")
+    tr.add_argument("--steps", type=positive_int, help="rollout steps, a multiple of 4 (default 48)")
+    add_batch_option(tr, help="swarms per optimisation step (default 4)")
+    tr.add_argument("--hidden", type=positive_int, help="hidden units of the agents' network (default 64)")
+    tr.add_argument("--field-weight", type=nonnegative_float,
                     help="weight of the loss on pheromone channel 0 drawing the silhouette (default 0)")
-    tr.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 2e-3)")
+    add_lr_option(tr, help="peak learning rate (default 2e-3)")
     add_training_options(tr, iters=400, out_help="run directory (default runs/abm-train)")
-    tr.set_defaults(func=train_command)
+    tr.set_defaults(iters=None, seed=None, func=train_command)  # unset flags: the configuration's (or resumed run's)
+
 
 # %% ../../nbs/abm/06_cli.ipynb #7f9c20f2
-def _check_positive(name, value, minimum=1):
-    if value is None or int(value) != value or value < minimum:
-        raise ValueError(f"--{name} must be an integer >= {minimum}, got {value}")
-
-
-def _write_gif(path: Path, frames, steps, fps: int = 12) -> None:
-    "Save fields `[T, G, G]` as an animated GIF (magma colours, each frame scaled to its 99.5th percentile)."
-    import matplotlib
-    import numpy as np
-    from PIL import Image
-    from dpattern.core.checkpoint import atomic_write
-    cmap = matplotlib.colormaps["magma"]
-    scale = max(1, 256 // frames.shape[-1])
-    images = []
-    for f in frames:
-        top = float(np.percentile(f, 99.5)) or 1.0
-        rgb = (cmap(np.clip(f / top, 0, 1))[..., :3] * 255).astype(np.uint8)
-        images.append(Image.fromarray(rgb).resize((f.shape[1] * scale, f.shape[0] * scale), Image.NEAREST))
-
-    def write(fh):
-        images[0].save(fh, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
-    atomic_write(path, write)
+def _given(args: argparse.Namespace, config_class) -> dict:
+    "The settings given on the command line (unset flags absent) as keyword arguments of `config_class`."
+    import dataclasses
+    names = {f.name for f in dataclasses.fields(config_class)}
+    return {k: v for k, v in vars(args).items() if k in names and v is not None}
 
 
 def simulate(args) -> int:
     "`dpattern abm simulate`: run Physarum from random agents, save the trajectory and an animation."
-    import numpy as np
-    from dpattern.abm.agents import check_agents
-    for name in ("agents", "size", "steps"):
-        _check_positive(name, getattr(args, name), 3 if name == "size" else 1)
-    every = args.every or max(1, args.steps // 100)
-    _check_positive("every", every)
-    frames = -(-args.steps // every) + 1
-    check_agents(args.agents, args.size, channels=1, frames=frames)
-    out = Path(args.out)
-    if (out / "trajectory.npz").exists() and not args.overwrite:
-        raise FileExistsError(f"{out} already holds a trajectory; pass --overwrite or choose another --out")
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"--out {out} exists and is not a directory")
-
-    import jax
-    from dpattern.abm.agents import random_agents
-    from dpattern.abm.physarum import Physarum, mass_concentration
-    from dpattern.core.checkpoint import atomic_write
-
-    key = jax.random.key(args.seed)
-    start = random_agents(jax.random.fold_in(key, 0), args.agents, args.size)
-    model = Physarum(walls=args.walls)
-    t0 = time.time()
-    _, traj = jax.jit(lambda s, k: model.rollout(s, args.steps, k, every=every))(start, jax.random.fold_in(key, 1))
-    traj = jax.device_get(traj)
-    seconds = time.time() - t0
-    steps = np.minimum(np.arange(frames) * every, args.steps)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "trajectory.npz", lambda f: np.savez_compressed(
-        f, positions=traj.positions, headings=traj.headings, field=traj.field, steps=steps))
-    _write_gif(out / "animation.gif", np.asarray(traj.field[:, 0]), steps)
-    conc = float(mass_concentration(traj.field[-1, 0]))
-    print(f"simulated {args.agents} Physarum agents on {args.size}x{args.size} for {args.steps} steps in "
-          f"{seconds:.1f} s; share of the trail in the top 10% of cells: {conc:.2f}")
-    print(f"wrote {out / 'trajectory.npz'} ({frames} frames) and {out / 'animation.gif'}")
+    from dpattern.abm.runs import SimulateConfig, run_simulate
+    cfg = SimulateConfig(**_given(args, SimulateConfig))
+    s = run_simulate(cfg, Path(args.out), overwrite=args.overwrite)
+    print(f"simulated {cfg.agents} Physarum agents on {cfg.size}x{cfg.size} for {cfg.steps} steps in "
+          f"{s['seconds']:.1f} s; share of the trail in the top 10% of cells: {s['concentration']:.2f}")
+    print(f"wrote {s['files'][0]} ({s['frames']} frames) and {s['files'][1]}")
     return 0
 
-# %% ../../nbs/abm/06_cli.ipynb #d12654bf
+
 def train_command(args) -> int:
     "`dpattern abm train`: fit agents to a silhouette with the shared trainer; write metrics and a figure."
-    for name in ("agents", "size", "steps", "batch", "hidden"):
-        _check_positive(name, getattr(args, name), 3 if name == "size" else 1)
-    _check_positive("iters", args.iters, 0)
-    if args.steps % 4:
-        raise ValueError(f"--steps must be a multiple of 4 (the swarm is scored at T/2, 3T/4 and T), got {args.steps}")
-    if args.field_weight < 0 or args.lr <= 0:
-        raise ValueError(f"--field-weight must be >= 0 and --lr > 0, got {args.field_weight}, {args.lr}")
-
-    import equinox as eqx
-    import jax
-    from dpattern.abm.train import FormationTask, formation_agents
-    from dpattern.core.checkpoint import atomic_write
-    from dpattern.core.train import LATEST, default_optimiser, train
-
+    import dataclasses
+    from dpattern.abm.runs import TrainConfig, build_training, run_train
+    from dpattern.core.run import MANIFEST, UsageError, prepare_out, read_manifest, resume_config
+    from dpattern.inspect.abm import figure_callback
+    given = _given(args, TrainConfig)
     out = Path(args.out or "runs/abm-train")
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"--out {out} exists and is not a directory")
-    if (out / LATEST).exists() and not (args.resume or args.overwrite):
-        raise FileExistsError(f"{out} already holds a training run; pass --resume to continue it, --overwrite "
-                              f"to start afresh, or choose another --out")
-    task = FormationTask(args.target, n_agents=args.agents, size=args.size, steps=args.steps,
-                         batch_size=args.batch, field_weight=args.field_weight)  # checks target and memory
-    key = jax.random.key(args.seed)
-    model = formation_agents(args.size, args.model, args.hidden, key=jax.random.fold_in(key, 0))
-    evaluate = eqx.filter_jit(lambda t, m: t.evaluate(m))
-    before = float(evaluate(task, model))
-    result = train(model, task, args.iters, jax.random.fold_in(key, 1), optimiser=default_optimiser(args.iters, args.lr),
-                   out=out, resume=args.resume, overwrite=args.overwrite, devices=args.devices,
-                   progress=not args.quiet, log_every=max(1, args.iters // 5), checkpoint_every=100)
-    after = float(evaluate(task, result.model))
-    metrics = {
-        "target": str(args.target), "model": args.model, "agents": args.agents, "size": args.size,
-        "steps": args.steps, "batch": args.batch, "iters": args.iters, "seed": args.seed,
-        "field_weight": args.field_weight, "learning_rate": args.lr, "eps": task.eps,
-        "sinkhorn_before": before, "sinkhorn_after": after, "reduction": before / after if after > 0 else None,
-        "final_training_loss": result.losses[-1] if result.losses else None, "seconds": result.seconds,
-    }
-    atomic_write(out / "metrics.json", lambda f: f.write(json.dumps(metrics, indent=1).encode()))
-    fig = task.figure(result.model)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    import matplotlib.pyplot as plt
-    plt.close(fig)
-    atomic_write(out / "formation.png", lambda f: f.write(buf.getvalue()))
+    if args.resume and (out / MANIFEST).exists():
+        m = read_manifest(out)
+        if (m["family"], m["command"]) != ("abm", "train"):
+            raise UsageError(f"--resume: {out} holds a `{m['family']} {m['command']}` run, not `abm train`")
+        names = {f.name for f in dataclasses.fields(TrainConfig)}
+        given = resume_config({k: v for k, v in m["config"].items() if k in names}, given)
+    cfg = TrainConfig(**given)
+    task, model = build_training(cfg)
+    prepare_out(out, resume=args.resume, overwrite=args.overwrite, create=False)
+    result, metrics = run_train(cfg, task, model, out, resume=args.resume, overwrite=args.overwrite,
+                                progress=not args.quiet, callbacks=[figure_callback(cfg.agents, cfg.size, cfg.steps)])
+    before, after = metrics["sinkhorn_before"], metrics["sinkhorn_after"]
     print(f"Sinkhorn divergence on fixed starts: {before:.4g} -> {after:.4g} ({before / max(after, 1e-12):.1f}x lower) "
           f"in {result.seconds:.0f} s")
-    print(f"wrote {out}/: {LATEST}, checkpoint_best.dpt, logs/, metrics.json, formation.png")
+    print(f"wrote {out}/: checkpoint_latest.dpt, checkpoint_best.dpt, logs/, metrics.json, formation.png, run.json")
     return 0
+
