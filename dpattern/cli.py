@@ -168,9 +168,14 @@ _EXPECTED_OS_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, er
                       errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.EFBIG)
 
 
+_EXPECTED_NAMES = ("TrainingDiverged", "SolveError")   # dpattern errors that are not ValueErrors
+
+
 def _expected(e: BaseException) -> bool:
     "Is `e` a failure caused by the input or the machine (one line, exit 2) rather than a bug?"
     if isinstance(e, (ValueError, MemoryError)):   # UsageError and CheckpointError are ValueErrors
+        return True
+    if any(c.__name__ in _EXPECTED_NAMES for c in type(e).__mro__):
         return True
     if isinstance(e, OSError):
         return e.errno in _EXPECTED_OS_ERRORS or isinstance(e, (FileNotFoundError, FileExistsError,

@@ -56,10 +56,12 @@ def _probe(folder: Path, what: str) -> None:
 
 # %% ../../nbs/core/15_run.ipynb #2faaf3a0
 def prepare_out(out, *, resume: bool = False, overwrite: bool = False,
-                markers: Sequence[str] = RUN_MARKERS, create: bool = True, flag: str = "--out") -> Path:
+                markers: Sequence[str] = RUN_MARKERS, create: bool = True, flag: str = "--out",
+                what: str = "a run", can_resume: bool = True) -> Path:
     """Check the output directory `out` before anything is written: it is (or can be made) a writable directory,
     and, unless `resume` or `overwrite`, it holds none of the `markers` files of an earlier run. Creates the
-    directory (when `create`) only once every check has passed; creates nothing when it refuses."""
+    directory (when `create`) only once every check has passed; creates nothing when it refuses. `what` names
+    what the markers show in the message, `can_resume` says whether to suggest `--resume`."""
     out = Path(out)
     if resume and overwrite:
         raise UsageError("--resume and --overwrite exclude each other: continue the run, or start afresh")
@@ -73,8 +75,9 @@ def prepare_out(out, *, resume: bool = False, overwrite: bool = False,
     if out.is_dir() and not (resume or overwrite):
         found = [m for m in markers if (out / m).exists()]
         if found:
-            raise UsageError(f"{flag} {out} already holds a run ({', '.join(found)}); pass --resume to continue "
-                             f"it, --overwrite to start afresh, or choose another {flag}")
+            resume_hint = "--resume to continue it, " if can_resume else ""
+            raise UsageError(f"{flag} {out} already holds {what} ({', '.join(found)}); pass {resume_hint}"
+                             f"--overwrite to start afresh, or choose another {flag}")
     if create:
         try:
             out.mkdir(parents=True, exist_ok=True)

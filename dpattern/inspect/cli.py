@@ -6,8 +6,12 @@
 from __future__ import annotations
 
 import io
-import json
+import zipfile
 from pathlib import Path
+
+import numpy as np
+
+from ..cli import nonnegative_int
 
 # %% auto #0
 __all__ = ['RUN_KINDS', 'run_kind', 'load_run', 'run_figures', 'write_figures', 'inspect_command', 'add_commands']
@@ -21,14 +25,41 @@ RUN_KINDS = {
 }
 
 
+def _npz_names(path: Path) -> list[str]:
+    "The array names of a `.npz` file, without reading the arrays."
+    from dpattern.core.run import UsageError
+    try:
+        with zipfile.ZipFile(path) as z:
+            return [n[:-4] for n in z.namelist() if n.endswith(".npy")]
+    except (zipfile.BadZipFile, OSError) as e:
+        raise UsageError(f"{path}: not a readable .npz file ({e})") from None
+
+
+def _kind_from_manifest(run: Path) -> str:
+    from dpattern.core.run import UsageError, read_manifest
+    m = read_manifest(run)
+    kind = f"{m['family']}-{m['command']}"
+    if kind == "pde-simulate":
+        raise UsageError(f"{run} holds a PDE simulation (no fitted model); `dpattern inspect` analyses fitted or "
+                         f"trained models: fit it with `dpattern pde fit --data {run / 'trajectory.npz'}` first")
+    if kind not in RUN_KINDS:
+        raise UsageError(f"{run / 'run.json'}: a run of `dpattern {m['family']} {m['command']}`, which "
+                         f"`dpattern inspect` does not analyse; it reads runs of "
+                         f"{', '.join(v.split(' (')[0] for v in RUN_KINDS.values())}")
+    return kind
+
+# %% ../../nbs/inspect/03_cli.ipynb #c383daff
 def run_kind(run) -> str:
-    "What wrote the run directory `run`: one of `RUN_KINDS`; a clear error if it is none of them."
+    "What wrote the run directory `run` (its manifest, else its files): one of `RUN_KINDS`; a clear error if none."
+    from dpattern.core.run import MANIFEST, UsageError
     run = Path(run)
     if not run.exists():
-        raise FileNotFoundError(f"run directory {run} does not exist")
+        raise UsageError(f"run directory {run} does not exist")
     if not run.is_dir():
-        raise ValueError(f"{run} is a file, not a run directory")
-    has = lambda name: (run / name).is_file()
+        raise UsageError(f"{run} is a file, not a run directory")
+    if (run / MANIFEST).is_file():
+        return _kind_from_manifest(run)
+    has = lambda name: (run / name).is_file()           # a run directory written before manifests existed
     if has("params.json") and has("checkpoint_latest.dpt"):
         return "pde-fit"
     if has("config.json") and (has("model.dpt") or has("checkpoint_latest.dpt")):
@@ -36,75 +67,102 @@ def run_kind(run) -> str:
     if has("metrics.json") and has("checkpoint_latest.dpt"):
         return "abm-train"
     if has("trajectory.npz"):
-        import numpy as np
-        with np.load(run / "trajectory.npz") as z:
-            if "positions" in z.files and "field" in z.files:
-                return "abm-simulate"
-            raise ValueError(f"{run} holds a PDE simulation (trajectory.npz without a fitted model); "
-                             f"`dpattern inspect` analyses fitted or trained models: fit it with "
-                             f"`dpattern pde fit --data {run / 'trajectory.npz'}` first")
-    expected = "\n  ".join(RUN_KINDS.values())
-    raise ValueError(f"{run} is not a dpattern run directory; expected the output of one of:\n  {expected}")
+        names = _npz_names(run / "trajectory.npz")
+        if "positions" in names and "field" in names:
+            return "abm-simulate"
+        raise UsageError(f"{run} holds a PDE simulation (trajectory.npz without a fitted model); "
+                         f"`dpattern inspect` analyses fitted or trained models: fit it with "
+                         f"`dpattern pde fit --data {run / 'trajectory.npz'}` first")
+    raise UsageError(f"{run} is not a dpattern run directory (no run.json); expected the output of one of: "
+                     f"{'; '.join(RUN_KINDS.values())}")
 
 # %% ../../nbs/inspect/03_cli.ipynb #744a160f
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path} is not a readable JSON file ({e})") from None
-
-
-def _model(path: Path):
-    from dpattern.core.checkpoint import CheckpointError
+def _model(path: Path, family: str):
+    "The model in `path`, checked to belong to `family`."
     from dpattern.core.model import load_model
+    from dpattern.core.run import UsageError
+    model = load_model(path)
+    owner = type(model).__module__.split(".")
+    if len(owner) < 2 or owner[1] != family:
+        raise UsageError(f"{path}: holds a {type(model).__name__} model of the {owner[1] if len(owner) > 1 else '?'} "
+                         f"family, but the run is a {family} run")
+    return model
+
+
+def _trajectory(path: Path, names: tuple[str, ...], ndims: tuple[int, ...]) -> dict:
+    "The arrays `names` of an agent simulation's `trajectory.npz`, their headers checked before they are read."
+    from dpattern.core.run import UsageError, array_bytes
+    out = {}
     try:
-        return load_model(path)
-    except CheckpointError as e:
-        raise ValueError(f"cannot read the model in {path}: {e}") from None
+        with zipfile.ZipFile(path) as z:
+            for name, ndim in zip(names, ndims):
+                if f"{name}.npy" not in z.namelist():
+                    raise UsageError(f"{path}: no array {name!r}; is it from `dpattern abm simulate`?")
+                with z.open(f"{name}.npy") as f:
+                    version = np.lib.format.read_magic(f)
+                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                    shape, _, dtype = read(f)
+                if len(shape) != ndim or dtype.kind not in "fiu" or array_bytes(shape, dtype) > 4 << 30:
+                    raise UsageError(f"{path}: array {name!r} has shape {list(shape)} and dtype {dtype}; expected "
+                                     f"{ndim} dimensions of real numbers, at most 4 GiB")
+                with z.open(f"{name}.npy") as f:
+                    out[name] = np.lib.format.read_array(f, allow_pickle=False)
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
+        if isinstance(e, UsageError):
+            raise
+        raise UsageError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
+    t, n = out["positions"].shape[:2]
+    if out["positions"].shape[-1] != 2 or out["headings"].shape != (t, n) or out["field"].shape[0] != t:
+        raise UsageError(f"{path}: positions {list(out['positions'].shape)}, headings {list(out['headings'].shape)} and "
+                         f"field {list(out['field'].shape)} do not fit together ([T, N, 2], [T, N], [T, G, G])")
+    return out
 
-
+# %% ../../nbs/inspect/03_cli.ipynb #5b973b98
 def load_run(run, data=None) -> dict:
     "Everything needed to inspect the run in `run` (checked, nothing computed): `{'kind', 'model', ...}`."
+    from dpattern.core.run import UsageError, read_json
     run = Path(run)
     kind = run_kind(run)
     out = dict(kind=kind, run=run)
     if kind == "pde-fit":
         from dpattern.pde.fit import load_trajectory
-        params = _read_json(run / "params.json")
-        out["model"] = _model(run / "checkpoint_latest.dpt")
+        params = read_json(run / "params.json", str(run / "params.json"))
+        out["model"] = _model(run / "checkpoint_latest.dpt", "pde")
         candidates = [Path(data)] if data is not None else [run / "data.npz"]
-        if data is None and params.get("data") not in (None, "simulated"):
+        if data is None and isinstance(params.get("data"), str) and params["data"] != "simulated":
             candidates.append(Path(params["data"]))
         found = next((p for p in candidates if p.is_file()), None)
         if found is None:
             if data is not None:
-                raise FileNotFoundError(f"data file {data} does not exist")
-            raise FileNotFoundError(f"{run} holds no data.npz (the data the model was fitted to) and its data "
-                                    f"file {params.get('data')!r} is not available; pass --data FILE.npz")
+                raise UsageError(f"data file {data} does not exist")
+            raise UsageError(f"{run} holds no data.npz (the data the model was fitted to) and its data "
+                             f"file {params.get('data')!r} is not available; pass --data FILE.npz")
         out["data"] = load_trajectory(found)
         out["params"] = params
         solver = params.get("solver", {})
+        if not isinstance(solver, dict) or not isinstance(solver.get("method", "heun"), str) \
+                or not isinstance(solver.get("dt", 1.0), (int, float)) or isinstance(solver.get("dt", 1.0), bool):
+            raise UsageError(f"{run / 'params.json'}: 'solver' must be an object with a string 'method' and a number 'dt'")
+        if params.get("true") is not None and not isinstance(params["true"], dict):
+            raise UsageError(f"{run / 'params.json'}: 'true' must be an object of parameter values")
         out["solver_options"] = dict(method=solver.get("method", "heun"), dt=solver.get("dt", 1.0))
         channels = out["model"].n_channels
         if channels is not None and out["data"]["u"].shape[-3] > channels:
-            raise ValueError(f"the data has {out['data']['u'].shape[-3]} channels but the model has {channels}")
+            raise UsageError(f"the data has {out['data']['u'].shape[-3]} channels but the model has {channels}")
     elif kind == "abm-train":
-        out["metrics"] = _read_json(run / "metrics.json")
-        out["model"] = _model(run / "checkpoint_latest.dpt")
+        out["metrics"] = read_json(run / "metrics.json", str(run / "metrics.json"))
+        out["model"] = _model(run / "checkpoint_latest.dpt", "abm")
         for name in ("agents", "size", "steps"):
-            if not isinstance(out["metrics"].get(name), int):
-                raise ValueError(f"{run / 'metrics.json'} has no integer {name!r}; is it from `dpattern abm train`?")
+            v = out["metrics"].get(name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise UsageError(f"{run / 'metrics.json'} has no positive integer {name!r}; is it from `dpattern abm train`?")
     elif kind == "abm-simulate":
-        import numpy as np
-        with np.load(run / "trajectory.npz") as z:
-            out["trajectory"] = {k: z[k] for k in ("positions", "headings", "field")}
+        out["trajectory"] = _trajectory(run / "trajectory.npz", ("positions", "headings", "field"), (3, 2, 3))
         out["model"] = None
     else:
-        import importlib.util
-        if importlib.util.find_spec("dpattern.nca") is None:
-            raise ValueError(f"{run} is an NCA run, but this installation of dpattern has no NCA family")
-        out["config"] = _read_json(run / "config.json")
-        out["model"] = _model(run / "model.dpt" if (run / "model.dpt").is_file() else run / "checkpoint_latest.dpt")
+        from dpattern.nca.runs import load_run_model, read_run_config
+        out["config"] = read_run_config(run)
+        out["model"] = load_run_model(run)[0]
     return out
 
 # %% ../../nbs/inspect/03_cli.ipynb #6b5fb4eb
@@ -144,9 +202,10 @@ def run_figures(loaded: dict, seed: int = 0, refine: int = 0) -> tuple[dict, dic
 
 
 def write_figures(figures: dict, numbers: dict, out: Path, dpi: int = 90) -> list[Path]:
-    "Save each figure as `out/NAME.png` and the numbers as `out/inspect.json`, atomically; close the figures."
+    "Save each figure as `out/NAME.png` and the numbers as `out/inspect.json` (strict JSON), atomically; close the figures."
     import matplotlib.pyplot as plt
     from dpattern.core.checkpoint import atomic_write
+    from dpattern.core.run import write_json
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, fig in figures.items():
@@ -154,20 +213,17 @@ def write_figures(figures: dict, numbers: dict, out: Path, dpi: int = 90) -> lis
         fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
         plt.close(fig)
         paths.append(atomic_write(out / f"{name}.png", lambda f, b=buf.getvalue(): f.write(b)))
-    paths.append(atomic_write(out / "inspect.json", lambda f: f.write(json.dumps(numbers, indent=1).encode())))
+    paths.append(write_json(out / "inspect.json", numbers))
     return paths
 
 # %% ../../nbs/inspect/03_cli.ipynb #5fe3ddb1
 def inspect_command(args) -> int:
-    "`dpattern inspect RUN_DIR`: check the run, compute its figures, write them."
+    "`dpattern inspect RUN_DIR`: check the run and the output directory, compute the figures, write them."
+    from dpattern.core.run import prepare_out
     run = Path(args.run)
     out = Path(args.out) if args.out else run / "inspect"
-    if args.refine < 0:
-        raise ValueError(f"--refine must be >= 0, got {args.refine}")
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"--out {out} exists and is not a directory")
-    if (out / "inspect.json").exists() and not args.overwrite:
-        raise FileExistsError(f"{out} already holds inspection figures; pass --overwrite or choose another --out")
+    prepare_out(out, overwrite=args.overwrite, markers=("inspect.json",), create=False, what="inspection figures",
+                can_resume=False)
     loaded = load_run(run, args.data)                  # kind, model and data checked before any work
     import matplotlib
     matplotlib.use("Agg")
@@ -188,7 +244,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("run", metavar="RUN_DIR", help="a run directory")
     p.add_argument("--out", default=None, help="output directory (default RUN_DIR/inspect)")
     p.add_argument("--data", default=None, help="PDE fits: the trajectory .npz to analyse (default: the run's data.npz)")
-    p.add_argument("--refine", type=int, default=0,
+    p.add_argument("--refine", type=nonnegative_int, default=0,
                    help="classic PDE fits: Gauss-Newton steps to finish the fit before the uncertainties (default 0)")
     p.add_argument("--seed", type=int, default=0, help="random seed of rollouts (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace earlier inspection figures in --out")

@@ -14,12 +14,20 @@ import numpy as np
 
 from ..core.boundary import FixedChannels
 from ..core.logging import NullLogger
+import matplotlib.pyplot as plt
+
+from ..core.data import check_state
+from ..core.run import UsageError, array_bytes, check_memory
 from ..nca.model import NCA, perceive
+from ..nca.runs import TrainConfig, build, config_from_dict
+from ..nca.visualise import plot_weights, render
+from ..pde.classic import MODELS, make_model
+from ..pde.solver import simulate
 
 # %% auto #0
 __all__ = ['DENSE_LIMIT', 'feature_names', 'perception', 'cell_jacobians', 'sensitivity', 'plot_sensitivity', 'knock_out',
            'ablation', 'plot_ablation', 'expected_step', 'alive_mask', 'fixed_point', 'stability', 'plot_fixed_point',
-           'nca_figures', 'nca_run_figures', 'log_figures']
+           'nca_figures', 'pde_trajectory', 'nca_run_figures', 'log_figures', 'inspection_callback']
 
 # %% ../../nbs/inspect/02_nca.ipynb #a229955b
 def feature_names(model: NCA) -> list[str]:
@@ -66,7 +74,6 @@ def sensitivity(model: NCA, states, gain: bool = False, max_cells: int = 20000,
 
 def plot_sensitivity(model: NCA, sens: np.ndarray, title: str = "mean |d update / d feature| over live cells"):
     "One heat map per perception kernel: output channel (rows) against input channel (columns)."
-    import matplotlib.pyplot as plt
     k, c = len(model.kernels), model.channels
     blocks = sens.reshape(c, k, c)
     top = float(sens.max()) or 1.0
@@ -131,7 +138,6 @@ def ablation(model: NCA, loss: Callable[[NCA], float], shape: Sequence[int],
 
 def plot_ablation(result: dict, title: str = "loss with one channel held at zero"):
     "Bar chart of the loss change for each knocked-out channel."
-    import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(0.35 * len(result["channels"]) + 2.5, 2.8))
     change = np.asarray(result["change"])
     ax.bar([str(c) for c in result["channels"]], change, color=np.where(change > 0, "C3", "C0"))
@@ -274,8 +280,6 @@ def stability(model: NCA, x, k: int = 8, dense: bool | None = None, krylov: int 
 # %% ../../nbs/inspect/02_nca.ipynb #c3ee5871
 def plot_fixed_point(model: NCA, x, history: Sequence[float], eigenvalues, title: str = ""):
     "The fixed point's visible channels, the Newton residual per iteration and the leading eigenvalues."
-    import matplotlib.pyplot as plt
-    from dpattern.nca.visualise import render
     fig, ax = plt.subplots(1, 3, figsize=(10, 3.2))
     ax[0].imshow(render(np.asarray(x), model.visible), interpolation="nearest")
     ax[0].set_title("fixed point (visible channels)", fontsize=9); ax[0].axis("off")
@@ -300,7 +304,6 @@ def nca_figures(model: NCA, x0, steps: int, loss: Callable[[NCA], float] | None 
     """Inspection figures of an NCA rolled out `steps` steps from `x0 [C, H, W]`: `({'sensitivity', 'gain',
     'ablation', 'weights', 'fixed_point'}: Figure, numbers)`; `loss(model)` enables the ablation,
     `fixed_point_iterations=0` skips the fixed point."""
-    from dpattern.nca.visualise import plot_weights
     key = jax.random.key(0) if key is None else key
     x0 = jnp.asarray(x0)
     every = max(1, steps // 8)
@@ -338,33 +341,43 @@ def _evaluate(task, model, key):
 
 
 def _task_setup(model: NCA, task, key):
-    "Start state, horizon and loss of a `dpattern.nca.tasks` task."
-    from dpattern.nca.cli import _initial_state
-    x0 = _initial_state(model, task, key)
-    steps = task.steps
-    if np.ndim(steps):                                   # grow, texture: a range (low, high)
-        horizon = int(steps[-1])
-    else:                                                # morph: steps per transition; imitate: per frame
-        horizon = int(steps) * int(getattr(task, "horizon", 1))
+    "Start state, scored rollout length and loss of a `dpattern.nca.tasks` task."
+    x0 = task.start_state(model, key)
     k_eval = jax.random.fold_in(key, 1)
     evaluate = lambda m: _evaluate(task, m, k_eval)
-    return x0, horizon, evaluate
+    return x0, int(task.horizon_steps), evaluate
 
 
-def nca_run_figures(model: NCA, config: dict, key: jax.Array | None = None,
+def pde_trajectory(name: str, size: int = 32, t_end: float | None = None, frames: int = 21,
+                   seed: int = 0) -> tuple[np.ndarray, str]:
+    "The trajectory `[T, C, H, W]` of the classic PDE model `name` from its own initial condition, and its boundary mode."
+    if name not in MODELS:
+        raise UsageError(f"--task imitate needs a trajectory.npz or a PDE model name ({', '.join(MODELS)}), "
+                         f"got {name!r}")
+    model = make_model(name)
+    check_memory(4 * array_bytes((frames, 4, size, size)), f"simulating {name} with --size {size} and --frames {frames}")
+    _, u = simulate(model, jax.random.key(seed), size=size, t_end=t_end, frames=frames)
+    return check_state(np.asarray(u), f"{name} trajectory", ndim=4), model.boundary
+
+
+def nca_run_figures(model: NCA, config: TrainConfig | dict, key: jax.Array | None = None,
                     fixed_point_iterations: int = 8) -> tuple[dict, dict]:
     "The inspection figures of a `dpattern nca train` run, from the task its `config` describes."
-    from dpattern.nca.cli import build
     key = jax.random.key(0) if key is None else key
-    _, task = build(config)
+    config = config if isinstance(config, TrainConfig) else config_from_dict(config)
+    by_name = config.task == "imitate" and not config.target[0].endswith(".npz")
+    trajectory = pde_trajectory(config.target[0], config.size, config.t_end, config.frames, config.seed) \
+        if by_name else None
+    _, task = build(config, trajectory)
+    task.check(model)
     x0, horizon, evaluate = _task_setup(model, task, key)
     return nca_figures(model, x0, horizon, evaluate, key, fixed_point_iterations)
 
 
 def log_figures(model: NCA, task, logger, step: int, key: jax.Array | None = None, ablate: bool = True,
                 fixed_point_iterations: int = 0) -> None:
-    """Write `nca_figures` for a model being trained on `task` to `logger` under `inspect/` (the NCA tasks'
-    `log` calls this): sensitivities, gains and (with `ablate`) the ablation of the hidden channels, with
+    """Write `nca_figures` for a model being trained on `task` to `logger` under `inspect/` (through
+    `inspection_callback`, a callback of `train`): sensitivities, gains and (with `ablate`) the ablation of the hidden channels, with
     the loss change per channel as scalars. The fixed point costs Newton iterations at every log step, so it
     is searched only with `fixed_point_iterations > 0`; `dpattern inspect RUN_DIR` draws it for a saved run."""
     if isinstance(logger, NullLogger):
@@ -382,3 +395,10 @@ def log_figures(model: NCA, task, logger, step: int, key: jax.Array | None = Non
     if "fixed_point" in numbers:
         logger.scalar("inspect/fixed_point/leading_modulus", numbers["fixed_point"]["leading_modulus"], step)
         logger.scalar("inspect/fixed_point/residual", numbers["fixed_point"]["residual"], step)
+
+
+def inspection_callback(task, ablate: bool = True, fixed_point_iterations: int = 0) -> Callable:
+    "A callback for `dpattern.core.train.train(..., callbacks=[...])` that logs `log_figures` of the model on `task`."
+    def inspect_figures(model, step: int, logger, key):
+        log_figures(model, task, logger, step, key, ablate=ablate, fixed_point_iterations=fixed_point_iterations)
+    return inspect_figures
