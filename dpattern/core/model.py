@@ -6,8 +6,10 @@
 from __future__ import annotations
 
 import importlib
+import io
 import inspect
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from .checkpoint import CheckpointError, load_pytree, read_header, save_pytree
 
 # %% auto #0
 __all__ = ['model_kind', 'is_trainable', 'trainable_filter', 'encode_hyperparam', 'decode_hyperparam', 'model_class', 'Model',
-           'Frozen', 'load_model']
+           'Frozen', 'load_model', 'upgrade_arrays']
 
 # %% ../../nbs/core/02_model.ipynb #28b3e108
 _REGISTRY: dict[str, type] = {}
@@ -98,6 +100,8 @@ class Model(eqx.Module):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         _REGISTRY[model_kind(cls)] = cls
+        for kind in cls.__dict__.get("former_kinds", ()):   # names it was saved under before a move
+            _REGISTRY.setdefault(kind, cls)
 
     @classmethod
     def _hyperparam_names(cls) -> list[str]:
@@ -158,4 +162,39 @@ def load_model(path: str | os.PathLike, expected: type | None = None) -> Model:
                               f"expected a {expected.__name__}")
     skeleton = cls.from_hyperparams(spec["hyperparams"])
     prefix = "" if header["kind"] == "model" else "['model']"
-    return load_pytree(path, skeleton, prefix=prefix)[0]
+    try:
+        return load_pytree(path, skeleton, prefix=prefix)[0]
+    except CheckpointError:
+        former = _load_former(path, header, skeleton, prefix)
+        if former is None:
+            raise
+        return former
+
+# %% ../../nbs/core/02_model.ipynb #36300ba9
+def upgrade_arrays(model: Model, stored: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    "Arrays saved under an earlier layout (paths relative to `model`) mapped to its current paths."
+    own = getattr(model, "former_arrays", None)
+    stored = own(stored) if own is not None else dict(stored)
+    for name, sub in vars(model).items():
+        if isinstance(sub, Model):
+            mine = {k: v for k, v in stored.items() if k.startswith(f".{name}.") or k.startswith(f".{name}[")}
+            rest = {k: v for k, v in stored.items() if k not in mine}
+            stored = rest | {f".{name}{k}": v for k, v in upgrade_arrays(sub, {k[len(name) + 1:]: v for k, v in mine.items()}).items()}
+    return stored
+
+
+def _load_former(path: Path, header: dict, skeleton: Model, prefix: str) -> Model | None:
+    "The model at `path` read through `upgrade_arrays`, or None if that does not make it fit."
+    stored = {}
+    with zipfile.ZipFile(path) as z:
+        for i, m in enumerate(header["leaves"]):
+            if m["path"].startswith(prefix):
+                stored[m["path"][len(prefix):]] = np.load(io.BytesIO(z.read(f"leaf_{i:05d}.npy")), allow_pickle=False)
+    stored = upgrade_arrays(skeleton, stored)
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(skeleton)
+    arrays = [(jax.tree_util.keystr(p), x) for p, x in leaves if isinstance(x, (jax.Array, np.ndarray))]
+    if set(stored) != {n for n, _ in arrays} or any(np.shape(stored[n]) != np.shape(x) or stored[n].dtype != x.dtype
+                                                    for n, x in arrays):
+        return None
+    new = [jnp.asarray(stored[jax.tree_util.keystr(p)]) if isinstance(x, (jax.Array, np.ndarray)) else x for p, x in leaves]
+    return jax.tree_util.tree_unflatten(treedef, new)
