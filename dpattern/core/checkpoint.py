@@ -22,7 +22,7 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['FORMAT', 'VERSION', 'MAX_BYTES', 'MAX_HEADER_BYTES', 'CheckpointError', 'WriteError', 'strict_json', 'atomic_write',
-           'remove_stale_temporaries', 'save_pytree', 'header_field', 'read_header', 'load_pytree']
+           'remove_stale_temporaries', 'save_pytree', 'header_field', 'read_header', 'load_pytree', 'stored_arrays']
 
 # %% ../../nbs/core/01_checkpoint.ipynb #2e7108cd
 FORMAT = "dpattern-checkpoint"
@@ -341,3 +341,21 @@ def load_pytree(path: str | os.PathLike, like: Any, kind: str | None = None, pre
     leaves = [next(it) if _is_array(x) else x for x in leaves]
     return jax.tree_util.tree_unflatten(treedef, leaves), header
 
+
+# %% ../../nbs/core/01_checkpoint.ipynb #7c0a0109
+def stored_arrays(path: str | os.PathLike, prefix: str = "", finite: bool = True) -> dict[str, np.ndarray]:
+    """The arrays stored at `path` whose paths start with `prefix`, as `{path: array}` (paths without the prefix),
+    with no skeleton to load them into: for files of an earlier layout. Each array is read as defensively as by
+    `load_pytree`, against the shape and dtype the (bounded) header declares for it."""
+    path = Path(path)
+    header = read_header(path)
+    out = {}
+    with _open(path) as z:
+        for i, meta in enumerate(header["leaves"]):
+            if meta["path"].startswith(prefix):
+                name = meta["path"][len(prefix):]
+                a = _read_member(z, path, f"leaf_{i:05d}.npy", name, tuple(meta["shape"]), np.dtype(meta["dtype"]))
+                if finite:
+                    _check_finite(path, name, a)
+                out[name] = a
+    return out

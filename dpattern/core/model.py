@@ -17,11 +17,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .checkpoint import CheckpointError, header_field, load_pytree, read_header, save_pytree
+from .checkpoint import CheckpointError, header_field, load_pytree, read_header, save_pytree, stored_arrays
 
 # %% auto #0
 __all__ = ['MAX_MODEL_BYTES', 'model_kind', 'is_trainable', 'trainable_filter', 'encode_hyperparam', 'decode_hyperparam',
-           'model_family', 'model_class', 'Model', 'Frozen', 'model_skeleton', 'load_model']
+           'model_family', 'model_class', 'Model', 'Frozen', 'model_skeleton', 'load_model', 'upgrade_arrays']
 
 # %% ../../nbs/core/02_model.ipynb #28b3e108
 _REGISTRY: dict[str, type] = {}
@@ -114,6 +114,8 @@ class Model(eqx.Module):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         _REGISTRY[model_kind(cls)] = cls
+        for kind in cls.__dict__.get("former_kinds", ()):   # names it was saved under before a move
+            _REGISTRY.setdefault(kind, cls)
 
     @classmethod
     def _hyperparam_names(cls) -> list[str]:
@@ -219,5 +221,35 @@ def load_model(path: str | os.PathLike, expected: type | tuple[type, ...] | None
                               f"expected a {_expected_names(expected)}")
     skeleton = model_skeleton(cls, hyperparams, path, max_bytes)
     prefix = "" if header["kind"] == "model" else "['model']"
-    return load_pytree(path, skeleton, prefix=prefix, finite=finite)[0]
+    try:
+        return load_pytree(path, skeleton, prefix=prefix, finite=finite)[0]
+    except CheckpointError:
+        former = _load_former(path, skeleton, prefix, finite)
+        if former is None:
+            raise
+        return former
 
+
+# %% ../../nbs/core/02_model.ipynb #36300ba9
+def upgrade_arrays(model: Model, stored: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    "Arrays saved under an earlier layout (paths relative to `model`) mapped to its current paths."
+    own = getattr(model, "former_arrays", None)
+    stored = own(stored) if own is not None else dict(stored)
+    for name, sub in vars(model).items():
+        if isinstance(sub, Model):
+            mine = {k: v for k, v in stored.items() if k.startswith(f".{name}.") or k.startswith(f".{name}[")}
+            rest = {k: v for k, v in stored.items() if k not in mine}
+            stored = rest | {f".{name}{k}": v for k, v in upgrade_arrays(sub, {k[len(name) + 1:]: v for k, v in mine.items()}).items()}
+    return stored
+
+
+def _load_former(path: Path, skeleton: Model, prefix: str, finite: bool) -> Model | None:
+    "The model at `path` read through `upgrade_arrays`, or None if that does not make it fit."
+    stored = upgrade_arrays(skeleton, stored_arrays(path, prefix, finite=finite))
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(skeleton)
+    arrays = [(jax.tree_util.keystr(p), x) for p, x in leaves if isinstance(x, (jax.Array, np.ndarray))]
+    if set(stored) != {n for n, _ in arrays} or any(np.shape(stored[n]) != np.shape(x) or stored[n].dtype != x.dtype
+                                                    for n, x in arrays):
+        return None
+    new = [jnp.asarray(stored[jax.tree_util.keystr(p)]) if isinstance(x, (jax.Array, np.ndarray)) else x for p, x in leaves]
+    return jax.tree_util.tree_unflatten(treedef, new)
