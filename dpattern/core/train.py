@@ -24,7 +24,7 @@ import optax
 from .checkpoint import (CheckpointError, header_field, load_pytree, read_header,
                                       remove_stale_temporaries, save_pytree)
 from .logging import NullLogger, TensorBoardLogger
-from .model import Model, trainable_filter
+from .model import Model, model_family, trainable_filter
 from .sharding import (check_batch_size, constrain_batch, constrain_replicated, data_mesh,
                                     put_replicated)
 _log = logging.getLogger("dpattern.train")
@@ -242,8 +242,11 @@ def train(
         remove_stale_temporaries(out)
     if resume and out is not None and (out / LATEST).exists():
         header = read_header(out / LATEST)
-        if header.get("model") != _spec(model):
-            raise CheckpointError(f"{out / LATEST} was trained with a different model: {header.get('model')} "
+        run = read_training_header(out / LATEST, header)
+        if run["model"] != _spec(model):
+            kind = str(run["model"].get("kind"))[:80]
+            raise CheckpointError(f"{out / LATEST} was trained with a different model: {kind} of "
+                                  f"{model_family(kind)} {str(run['model'].get('hyperparams'))[:200]} "
                                   f"(this run: {_spec(model)})")
         skeleton = {"key": jax.random.key_data(key), "model": model, "opt_state": opt_state,
                     "task_state": task_state}
@@ -252,7 +255,6 @@ def train(
             raise CheckpointError(f"{out / LATEST} was trained with another seed; resume with the same key")
         model, opt_state, task_state = tree["model"], tree["opt_state"], tree["task_state"]
         params, static = eqx.partition(model, trainable_filter(model))
-        run = read_training_header(out / LATEST, header)
         start, losses, evals, best = run["step"], run["losses"], run["evals"], run["best"]
         if not (out / BEST).exists():
             best = math.inf  # its write was cut short: the next checkpoint writes it again
