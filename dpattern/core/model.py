@@ -185,12 +185,15 @@ def upgrade_arrays(model: Model, stored: dict[str, np.ndarray]) -> dict[str, np.
 
 def _load_former(path: Path, header: dict, skeleton: Model, prefix: str) -> Model | None:
     "The model at `path` read through `upgrade_arrays`, or None if that does not make it fit."
-    stored = {}
-    with zipfile.ZipFile(path) as z:
-        for i, m in enumerate(header["leaves"]):
-            if m["path"].startswith(prefix):
-                stored[m["path"][len(prefix):]] = np.load(io.BytesIO(z.read(f"leaf_{i:05d}.npy")), allow_pickle=False)
-    stored = upgrade_arrays(skeleton, stored)
+    try:   # any trouble reading or mapping: the file is not an earlier layout; the caller reports its own error
+        stored = {}
+        with zipfile.ZipFile(path) as z:
+            for i, m in enumerate(header["leaves"]):
+                if m["path"].startswith(prefix):
+                    stored[m["path"][len(prefix):]] = np.load(io.BytesIO(z.read(f"leaf_{i:05d}.npy")), allow_pickle=False)
+        stored = upgrade_arrays(skeleton, stored)
+    except (KeyError, TypeError, ValueError, AttributeError, EOFError, OSError, zipfile.BadZipFile):
+        return None
     leaves, treedef = jax.tree_util.tree_flatten_with_path(skeleton)
     arrays = [(jax.tree_util.keystr(p), x) for p, x in leaves if isinstance(x, (jax.Array, np.ndarray))]
     if set(stored) != {n for n, _ in arrays} or any(np.shape(stored[n]) != np.shape(x) or stored[n].dtype != x.dtype
