@@ -48,6 +48,8 @@ def files(tmp_path_factory):
     "Crafted input files."
     d = tmp_path_factory.mktemp("files")
     Image.fromarray(np.full((1, 1, 4), 200, np.uint8)).save(d / "one.png")
+    Image.new("RGB", (4, 4), (255, 255, 255)).save(d / "white.png")      # white becomes transparent: empty
+    (d / "notes.png").write_text("not an image")
     Image.fromarray(np.zeros((16, 16, 4), np.uint8)).save(d / "clear.png")
     (d / "afile").write_text("x")
     np.savez(d / "complex.npz", u=np.ones((4, 1, 8, 8), np.complex64))
@@ -79,7 +81,9 @@ def _train_cases():
         (["--batch", "100000000"], "--batch 100000000"),
         (["--channels", "100000000"], "--channels 100000000"),
         (["--steps", "100000000"], "--steps 100000000"),
-        (["--target", "{files}/one.png"], "one.png"),
+        (["--target", "{files}/one.png"], "one.png is 1x1 pixels"),
+        (["--target", "{files}/white.png"], "white.png is fully transparent"),
+        (["--target", "{files}/notes.png"], "notes.png"),
         (["--target", "{files}/clear.png"], "clear.png is fully transparent"),
         (["--target", "{files}/missing.npy"], "missing.npy"),
         (["--task", "imitate", "--target", "{files}/complex.npz"], "complex.npz"),

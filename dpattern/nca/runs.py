@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 import jax
 import matplotlib
 import numpy as np
+from PIL import Image
 
 from ..core.checkpoint import read_header
 from ..core.data import check_state, load_image, load_texture, stack_same_size
@@ -235,6 +236,8 @@ def load_target(source, task: str, size: int, pad: int = 0):
         return np.pad(a, ((0, 0), (pad, pad), (pad, pad))) if pad else a
     if int(size) < 3:
         raise UsageError(f"--size {size} is smaller than the 3x3 perception stencil; use at least 3 pixels")
+    if Path(source).is_file():
+        _check_image_file(Path(source))
     if task == "texture":   # a crop of 4x the grid size, so that the texture's structure survives resizing
         try:
             exemplar = load_texture(source, size=size, crop=4 * size)
@@ -244,6 +247,18 @@ def load_target(source, task: str, size: int, pad: int = 0):
             exemplar = load_texture(source, size=size)
         return check_state(exemplar, f"texture {source}")
     return check_state(load_image(source, size=size, mode="rgba", pad=pad), f"target {source}")
+
+
+def _check_image_file(path: Path) -> None:
+    "A `UsageError` if `path` is not an image, or one smaller than the 3x3 perception stencil."
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except (OSError, ValueError) as e:
+        raise UsageError(f"target {path}: not a readable image file ({e})") from None
+    if min(w, h) < 3:
+        raise UsageError(f"target {path} is {w}x{h} pixels, smaller than the 3x3 perception stencil; "
+                         f"use a larger image")
 
 
 def check_opaque(target: np.ndarray, name) -> None:
