@@ -24,7 +24,7 @@ from ..core.model import load_model
 from ..core.run import (MANIFEST, UsageError, array_bytes, check_memory, prepare_out, read_json,
                                read_manifest, write_figure, write_json, write_manifest)
 from ..core.sharding import check_batch_size, data_mesh
-from ..core.train import LATEST, default_optimiser, train
+from ..core.train import LATEST, TrainingDiverged, default_optimiser, train
 from .model import NCA
 from .tasks import Grow, Imitate, Morph, Texture, check_channels
 from .visualise import save_gif, summary_figure
@@ -391,6 +391,14 @@ def write_outputs(model, task, out: Path, losses, evals, steps: int | None = Non
     return {"gif": gif, "summary": png}
 
 # %% ../../nbs/nca/06_runs.ipynb #24922f53
+def _last_good(out: Path) -> str:
+    "Where the last good checkpoint of a run is, in words."
+    try:
+        return f"the last good checkpoint is {out / LATEST} (step {read_header(out / LATEST)['step']})"
+    except (OSError, ValueError, KeyError):
+        return "no checkpoint was written before it"
+
+
 def run_training(config: TrainConfig, out, model, task, *, resume: bool = False, overwrite: bool = False,
                  devices: int | None = None, progress: bool = True, callbacks: Sequence[Callable] = (),
                  t_start: float | None = None) -> dict:
@@ -404,10 +412,13 @@ def run_training(config: TrainConfig, out, model, task, *, resume: bool = False,
     k_eval = jax.random.fold_in(key, 7)
     initial_loss = float(task.evaluate(model, k_eval))
     stamps = []
-    result = train(model, task, config.iters, key, optimiser=nca_optimiser(config.iters, config.lr),
-                   out=out, resume=resume, overwrite=overwrite, devices=devices, progress=progress,
-                   log_every=max(config.iters // 10, 1), checkpoint_every=max(min(100, config.iters // 5), 1),
-                   on_step=lambda i, loss: stamps.append(time.time()), callbacks=callbacks)
+    try:
+        result = train(model, task, config.iters, key, optimiser=nca_optimiser(config.iters, config.lr),
+                       out=out, resume=resume, overwrite=overwrite, devices=devices, progress=progress,
+                       log_every=max(config.iters // 10, 1), checkpoint_every=max(min(100, config.iters // 5), 1),
+                       on_step=lambda i, loss: stamps.append(time.time()), callbacks=callbacks)
+    except TrainingDiverged as e:
+        raise TrainingDiverged(f"{e} (--lr {config.lr:g}); {_last_good(out)}") from None
     final_loss = float(task.evaluate(result.model, k_eval))
     result.model.save(out / "model.dpt")
     paths = write_outputs(result.model, task, out, result.losses, result.evals)
