@@ -46,12 +46,13 @@ WORKER = textwrap.dedent(r"""
 
     # --- spatial: one Gray-Scott solve on a grid split into n slabs of rows
     from dpattern.core.distributed import map_space, space_mesh, shard_space
+    import diffrax
     from dpattern.pde.solver import Solver
     grid = 256 if quick else 512
     model = GrayScott()
     u0 = model.initial_condition(jax.random.key(2), (grid, grid))
     ts = jnp.linspace(0, 100, 3)
-    solver = Solver(method="euler", dt=1.0)
+    solver = Solver(diffrax.Euler(), dt=1.0)
     if n == 1:
         f = jax.jit(lambda u: solver(model, u, ts))
     else:

@@ -38,8 +38,9 @@ import equinox as eqx  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-import dpattern.nca.model as nca_model  # noqa: E402
-from dpattern.nca.model import fast_rollout  # noqa: E402
+import dpattern.nca.fast_gradient as fast_gradient  # noqa: E402
+from dpattern.core.mlp import dense  # noqa: E402
+from dpattern.nca.fast_gradient import fast_rollout  # noqa: E402
 from run import machine, median_time, nca_setup, nca_state  # noqa: E402
 
 
@@ -51,7 +52,7 @@ def all_at_once(f, xs, batch_size=None):
 VARIANTS = {  # name: (gradient method, {(module, attribute): replacement while tracing})
     "dpattern (as shipped)": ("fast", {}),
     "masks for all steps at once": ("fast", {(jax.lax, "map"): all_at_once}),
-    "plain dense layers": ("fast", {(nca_model, "dense_rows"): nca_model.dense}),
+    "plain dense layers": ("fast", {(fast_gradient, "dense_rows"): dense}),
     'gradient="checkpoint"': ("checkpoint", {}),
     'gradient="autodiff"': ("autodiff", {}),
 }

@@ -24,6 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo's dpattern
 
+import diffrax  # noqa: E402
 import equinox as eqx  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -276,7 +277,7 @@ def bench_gray_scott(cfg, rows):
     n = int(round(t_end / dt))
     label = f"{size}², t = {t_end:g}, Euler dt = {dt:g}"
 
-    solve = eqx.filter_jit(lambda model, u0: Solver(method="euler", dt=dt)(model, u0, ts)[-1])
+    solve = eqx.filter_jit(lambda model, u0: Solver(diffrax.Euler(), dt=dt)(model, u0, ts)[-1])
     dp_s = median_time(lambda: solve(model, u0), rep)
     params = (model.D_a, model.D_b, model.feed, model.kill)
     plain = jax.jit(lambda p, u: plain_gray_scott(p, u, dt, n))
@@ -289,7 +290,7 @@ def bench_gray_scott(cfg, rows):
     target = 0.5 * u0
 
     def dp_loss(model):
-        return jnp.mean((Solver(method="euler", dt=dt)(model, u0, ts)[-1] - target) ** 2)
+        return jnp.mean((Solver(diffrax.Euler(), dt=dt)(model, u0, ts)[-1] - target) ** 2)
     dp_grad = eqx.filter_jit(eqx.filter_grad(dp_loss))
     pj_grad = jax.jit(jax.grad(lambda p: jnp.mean((plain_gray_scott(p, u0, dt, n, scan=True) - target) ** 2)))
     g_dp, g_pj = dp_grad(model), pj_grad(params)
@@ -308,7 +309,7 @@ def bench_gray_scott(cfg, rows):
     except ImportError as e:
         note(f"exponax row skipped: {e} (pip install -e .[bench])")
         return
-    fine = eqx.filter_jit(lambda model, u0: Solver(method="heun", dt=dt / 8)(model, u0, ts)[-1])
+    fine = eqx.filter_jit(lambda model, u0: Solver(dt=dt / 8)(model, u0, ts)[-1])
     dp_err = rel_error(solve(model, u0), fine(model, u0))
 
     def ex_solver(step):

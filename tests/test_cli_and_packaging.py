@@ -33,7 +33,7 @@ def test_runtime_needs_no_dev_tools():
     runtime = [r for r in reqs if "extra ==" not in r]
     names = {r.split(">")[0].split("=")[0].split("<")[0].strip().lower() for r in runtime}
     assert names == {"jax", "jaxlib", "equinox", "optax", "diffrax", "numpy", "matplotlib", "scikit-image",
-                     "tensorboard", "ipywidgets", "tqdm"}, names
+                     "tensorboard", "ipywidgets", "anywidget", "tqdm"}, names
     run_python("import sys, pkgutil, importlib, dpattern\n"
                "for m in pkgutil.walk_packages(dpattern.__path__, 'dpattern.'): importlib.import_module(m.name)\n"
                "bad = [m for m in sys.modules if m.split('.')[0] in ('nbdev', 'pytest', 'fastcore', 'execnb')]\n"

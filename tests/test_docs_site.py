@@ -4,7 +4,7 @@ Builds `_docs/` with tools/build_site.py unless it is fresh (built from exactly 
 serves it on 127.0.0.1, opens every page and fails on console errors, page errors, failed requests,
 requests that leave 127.0.0.1 (pages must work offline), dead internal links and anchors, empty pages,
 maths that does not typeset, and widgets that do not respond: on every frame player and gallery the
-slider must change the displayed image. Screenshots go to `_docs_shots/` (ignored by git).
+slider must change the displayed image, and every live model (dpattern.inspect.live) must be running. Screenshots go to `_docs_shots/` (ignored by git).
 """
 import functools
 import http.server
@@ -14,12 +14,11 @@ import re
 import shutil
 import sys
 import threading
-from pathlib import Path
 from urllib.parse import urldefrag, urlsplit
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, require_browser, require_system_tool
 
 sys.path.insert(0, str(ROOT / "tools"))
 import build_site  # noqa: E402
@@ -33,15 +32,10 @@ VISIBLE_IMAGES = """el => [...el.querySelectorAll('img')]
 
 
 def _require_browser():
-    "The browser test never skips: CI must have Chromium and Playwright (.ci/run installs them)."
-    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        pytest.fail(f"Chromium not found at {CHROMIUM}: install it (Debian: apt-get install -y chromium "
-                    "chromium-driver; .ci/run does) or point the CHROMIUM variable at it", pytrace=False)
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        pytest.fail("the playwright package is missing: pip install -e '.[dev]' (never `playwright install`; "
-                    "the test drives the system Chromium)", pytrace=False)
+    """The browser test never skips: Chromium is installed when missing (as root, with apt-get; otherwise the
+    failure names the command), and Playwright must be importable."""
+    global CHROMIUM
+    CHROMIUM = require_browser()
 
 
 def test_browser_is_installed():
@@ -52,6 +46,8 @@ def test_browser_is_installed():
 def site():
     _require_browser()
     if not build_site.is_fresh(SITE):
+        if not (build_site.CACHE / "npm" / ".stamp").exists():
+            require_system_tool("npm")          # the build fetches require.js, the widget manager, MathJax
         build_site.build(SITE, jobs=2)
     return SITE
 
@@ -93,6 +89,18 @@ def _check_widgets(page, rel, shot, report):
             played = box.evaluate(VISIBLE_IMAGES)
             report["widgets"].append(dict(kind="play", index=i, changed=bool(played) and played != after,
                                           readout=(r1, readout.inner_text().strip())))
+    lives = page.locator(".dpattern-live")
+    for i in range(lives.count()):
+        box = lives.nth(i)
+        box.scroll_into_view_if_needed()
+        read = f"(h => ({{kind: h.kind, renderer: h.renderer, sum: h.state().reduce((a, b) => a + Math.abs(b), 0)}}))" \
+               f"(window.dpatternLive[{i}])"
+        a = page.evaluate(read)
+        page.wait_for_timeout(1500)
+        b = page.evaluate(read)
+        report["widgets"].append(dict(kind="live", index=i, model=a["kind"], renderer=a["renderer"],
+                                      changed=a["sum"] != b["sum"]))
+        box.screenshot(path=str(shot.with_name(shot.stem + f"__live{i}.png")))
     galleries = page.locator(".dpattern-gallery")
     for i in range(galleries.count()):
         box = galleries.nth(i)
@@ -140,7 +148,7 @@ def visits(site, server):
             page.goto(server + rel, wait_until="networkidle")
             if page.locator('script[type="application/vnd.jupyter.widget-state+json"]').count():
                 try:
-                    page.wait_for_selector(".jupyter-widgets img, .jupyter-widgets .widget-slider", state="visible",
+                    page.wait_for_selector(".jupyter-widgets img, .jupyter-widgets .widget-slider, .dpattern-live canvas", state="visible",
                                            timeout=20000)
                 except Exception as e:
                     errs.append(f"widgets did not render: {e}")
@@ -224,12 +232,15 @@ def test_widget_sliders_change_the_frame(visits):
             assert w["images_before"] == w["images_after"] == 1, (rel, w)   # exactly one frame shown
         if w["kind"] == "player":
             assert w["readout"][0] != w["readout"][1], (rel, w)
+        if w["kind"] == "live":
+            assert w["renderer"] in ("cpu", "webgl"), (rel, w)
 
 
 def test_widgets_on_the_nca_and_gray_scott_pages(visits):
     "The NCA tutorial has a frame player, the PDE zoo a feed/kill gallery and a player; each slider moves the picture."
     for page, kind, count in [("tutorials/grow.html", "player", 1), ("tutorials/pde_zoo.html", "gallery", 2),
-                              ("tutorials/pde_zoo.html", "player", 1)]:
+                              ("tutorials/pde_zoo.html", "player", 1), ("tutorials/grow.html", "live", 1),
+                              ("tutorials/pde_zoo.html", "live", 1)]:
         found = [w for w in visits[page]["widgets"] if w["kind"] == kind]
         assert len(found) >= count, (page, kind, visits[page]["widgets"])
         assert all(w["changed"] for w in found), (page, found)

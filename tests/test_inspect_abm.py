@@ -25,8 +25,8 @@ def _randomise(model, key, scale=1.0):
 def _mlp(model, z):
     "The neural agents' network written out in NumPy (an independent reference)."
     act = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0)}[model.activation]
-    h = act(np.tanh(z) @ np.asarray(model.w_in).T + np.asarray(model.b_in))
-    o = h @ np.asarray(model.w_out).T + np.asarray(model.b_out)
+    h = act(np.tanh(z) @ np.asarray(model.network.w[0]) + np.asarray(model.network.b[0]))
+    o = h @ np.asarray(model.network.w[1]) + np.asarray(model.network.b[1])
     sig = lambda x: 1 / (1 + np.exp(-x))
     return (model.max_turn * np.tanh(o[:, 1]), model.max_speed * sig(o[:, 0]),
             model.max_deposit * sig(o[:, 2:2 + model.channels]))

@@ -13,7 +13,7 @@ from dpattern.pde.fit import fit
 from dpattern.pde.neural import NeuralChemotaxis, NeuralRDA
 from dpattern.pde.solver import Solver, simulate
 
-SOLVER = Solver(method="heun", dt=1.0)
+SOLVER = Solver(dt=1.0)
 
 
 def _randomise(model, key, scale=1.0):

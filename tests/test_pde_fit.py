@@ -78,7 +78,7 @@ def test_neural_rda_beats_persistence_on_held_out_frames():
     from dpattern.pde.solver import simulate
     t, u = simulate(GrayScott(), jax.random.key(0), size=32, t_end=1000, frames=51)
     u = np.asarray(u)
-    solver = Solver(method="heun", dt=2.0)
+    solver = Solver(dt=2.0)
     model = NeuralRDA(2, width=16, degree=3, terms=("reaction", "diffusion"), key=jax.random.key(1))
     result = fit(model, t[:36], u[:36], steps=300, window=4, batch_size=4, solver=solver, learning_rate=0.02,
                  progress=False, log_every=10**9)

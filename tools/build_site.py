@@ -9,7 +9,7 @@ Pipeline:
    the sidebar and the sidebar names no missing file (`--check` does only this and the README check);
 2. fetch require.js, the ipywidgets HTML manager and MathJax 3 from the npm registry (`npm pack`, pinned
    versions and checksums) into the ignored cache `.docs_cache/` and copy them into `_docs/_static/`,
-   so that pages work offline;
+   with anywidget's front end from the installed anywidget package, so that pages work offline;
 3. in `--jobs` worker processes: execute each source notebook with nbclient (widget state stored; cells
    flagged with a `tst_flags` flag such as `#| slow`, and `#| eval: false` cells, are not run and keep
    their saved outputs, as under `nbdev_test`), then apply nbdev's own docs processors (`FilterDefaults`,
@@ -301,6 +301,19 @@ def fetch_npm(cache: Path = CACHE) -> Path:
     return dest
 
 
+def anywidget_js() -> Path:
+    """anywidget's front end for the widget manager of the pages: the AMD module that the installed anywidget
+    package ships for Jupyter (its version matches the Python side). Widgets built on anywidget (the live
+    models of dpattern.inspect.live) carry their own ES module in the widget state; this loads it."""
+    from jupyter_core.paths import jupyter_path
+    for d in [Path(sys.prefix) / "share" / "jupyter", *map(Path, jupyter_path())]:
+        f = d / "nbextensions" / "anywidget" / "index.js"
+        if f.is_file():
+            return f
+    raise SiteError("anywidget's front end (share/jupyter/nbextensions/anywidget/index.js) was not found: "
+                    "install the package's requirements (pip install -e '.[dev]')")
+
+
 def copy_assets(out: Path, nbs: Path, cfg: dict) -> list[str]:
     "Copy the JavaScript, fonts and CSS that pages load into `out/_static` (and the site CSS); return the extra CSS."
     npm = fetch_npm()
@@ -324,6 +337,7 @@ def copy_assets(out: Path, nbs: Path, cfg: dict) -> list[str]:
         shutil.copy2(lab / n, static / "lab" / n)
     for f in (TEMPLATE / "static").iterdir():
         shutil.copy2(f, static / f.name)
+    shutil.copy2(anywidget_js(), static / "widgets" / "anywidget.js")
     css = ((cfg.get("format") or {}).get("html") or {}).get("css")
     extra = [css] if isinstance(css, str) else list(css or [])
     for c in extra:

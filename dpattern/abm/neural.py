@@ -13,15 +13,13 @@ import jax.numpy as jnp
 
 from .agents import AgentModel, AgentState, sample
 from .physarum import sensor_positions
+from ..core.mlp import MLP
 from ..core.operators import gradient
 
 # %% auto #0
 __all__ = ['NeuralAgents', 'NeuralSlime', 'NeuralChemotaxis']
 
 # %% ../../nbs/abm/02_neural.ipynb #20b521f9
-_ACTIVATIONS = ("relu", "tanh", "gelu", "silu", "softplus")
-
-
 class NeuralAgents(AgentModel):
     "Base of neural agent models: an MLP from sensed features to speed, turn, deposit and memory."
 
@@ -32,15 +30,10 @@ class NeuralAgents(AgentModel):
     max_turn: float = eqx.field(static=True)
     max_deposit: float = eqx.field(static=True)
     turn_noise: float = eqx.field(static=True)
-    w_in: jax.Array
-    b_in: jax.Array
-    w_out: jax.Array
-    b_out: jax.Array
+    network: MLP   # [F + K] -> [2 + C + K]
 
     def _init_network(self, n_features, hidden, memory, activation, max_speed, max_turn, max_deposit,
                       turn_noise, key):
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; expected one of {', '.join(_ACTIVATIONS)}")
         if int(hidden) != hidden or hidden < 1 or int(memory) != memory or memory < 0:
             raise ValueError(f"hidden must be >= 1 and memory >= 0 (integers), got {hidden}, {memory}")
         if min(max_speed, max_turn, max_deposit, turn_noise) < 0:
@@ -49,10 +42,12 @@ class NeuralAgents(AgentModel):
         self.max_speed, self.max_turn = float(max_speed), float(max_turn)
         self.max_deposit, self.turn_noise = float(max_deposit), float(turn_noise)
         n_in, n_out = n_features + self.memory, 2 + self.channels + self.memory
-        self.w_in = jax.random.normal(key, (hidden, n_in)) / math.sqrt(n_in)
-        self.b_in = jnp.zeros(hidden)
-        self.w_out = jnp.zeros((n_out, hidden))
-        self.b_out = jnp.zeros(n_out)
+        self.network = MLP(n_in, n_out, self.hidden, 1, activation, key=key)
+
+    def former_arrays(self, stored: dict) -> dict:
+        "The network saved output-major as `.w_in, .b_in, .w_out, .b_out` by earlier versions."
+        names = {".w_in": ".network.w[0]", ".b_in": ".network.b[0]", ".w_out": ".network.w[1]", ".b_out": ".network.b[1]"}
+        return {names.get(k, k): (v.T if k in (".w_in", ".w_out") else v) for k, v in stored.items()}
 
     def features(self, state: AgentState) -> jax.Array:
         "What each agent senses: `[N, F]`."
@@ -66,8 +61,7 @@ class NeuralAgents(AgentModel):
         (no turning noise without a `key`); `dpattern.inspect.abm` sweeps it to draw the learned responses."""
         z = jnp.concatenate([jnp.tanh(features), memory], -1)
         dtype = memory.dtype
-        h = getattr(jax.nn, self.activation)(z @ self.w_in.T.astype(dtype) + self.b_in.astype(dtype))
-        o = h @ self.w_out.T.astype(dtype) + self.b_out.astype(dtype)
+        o = self.network(z.astype(dtype))
         c = self.channels
         speed = self.max_speed * jax.nn.sigmoid(o[:, 0])
         turn = self.max_turn * jnp.tanh(o[:, 1])

@@ -182,8 +182,6 @@ class FormationTask(Task):
 
     def log(self, model, state, step, logger, key):
         logger.figure("formation", self.figure(model), step)
-        from dpattern.inspect.abm import log_figures      # response curves, agents against fields
-        log_figures(model, logger, step, self.n_agents, self.size, self.steps, key)
 
     def figure(self, model, key=None):
         "Target, start and end of one evaluation swarm, as a matplotlib figure."

@@ -5,26 +5,41 @@
 # %% ../../nbs/core/01_checkpoint.ipynb #d175527f
 from __future__ import annotations
 
+import errno
 import io
 import json
+import math
 import os
+import re
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 
+
 # %% auto #0
-__all__ = ['FORMAT', 'VERSION', 'CheckpointError', 'atomic_write', 'save_pytree', 'read_header', 'load_pytree']
+__all__ = ['FORMAT', 'VERSION', 'MAX_BYTES', 'MAX_HEADER_BYTES', 'CheckpointError', 'WriteError', 'strict_json', 'atomic_write',
+           'remove_stale_temporaries', 'save_pytree', 'header_field', 'read_header', 'load_pytree', 'stored_arrays']
 
 # %% ../../nbs/core/01_checkpoint.ipynb #2e7108cd
 FORMAT = "dpattern-checkpoint"
 VERSION = 1
+MAX_BYTES = int(os.environ.get("DPATTERN_MAX_CHECKPOINT_BYTES", 16 * 2**30))  # arrays of one checkpoint, at most
+MAX_HEADER_BYTES = 256 * 2**20  # the JSON header, at most
 
 
 class CheckpointError(ValueError):
     "A checkpoint file is missing, truncated, corrupted, or holds something other than what was asked for."
+
+
+class WriteError(OSError):
+    "A file could not be written (disk full, read-only, no permission); the file there before is unchanged."
+
+    def __str__(self):
+        return str(self.strerror)
 
 
 def _is_key(x) -> bool:
@@ -41,25 +56,79 @@ def _array_leaves(tree):
     return [(jax.tree_util.keystr(p), x) for p, x in leaves if _is_array(x)]
 
 
+def strict_json(obj) -> str:
+    "`obj` as strict JSON text: NaN and infinities become `null` (bare `NaN` is not JSON)."
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+    return json.dumps(clean(obj), indent=1, allow_nan=False)
+
+
+# %% ../../nbs/core/01_checkpoint.ipynb #7c0a0003
 def atomic_write(path: str | os.PathLike, write_fn) -> Path:
-    "Call `write_fn(file)` on a temporary file beside `path`, flush it to disk, then rename it to `path`."
+    """Call `write_fn(file)` on a temporary file beside `path`, flush it to disk, then rename it to `path`.
+
+    An `OSError` (a full disk, a read-only directory) becomes a `WriteError` naming `path`; the temporary file
+    is removed and whatever was at `path` before is left as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
             write_fn(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        if isinstance(e, WriteError):
+            raise
+        why = "the disk is full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else (e.strerror or str(e))
+        kept = "; the previous file is unchanged" if path.exists() else ""
+        raise WriteError(e.errno, f"could not write {path}: {why}{kept}") from e
     finally:
-        if tmp.exists():
+        try:
             tmp.unlink()
+        except OSError:
+            pass
     return path
 
 
+def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
+    "Remove the temporary files (`.NAME.tmp-PID`) that killed writers left in `directory`; returns them."
+    removed = []
+    directory = Path(directory)
+    if not directory.is_dir():
+        return removed
+    for p in directory.glob(".*.tmp-*"):
+        m = re.fullmatch(r"\..+\.tmp-(\d+)", p.name)
+        if not m or not p.is_file() or _alive(int(m.group(1))):
+            continue
+        try:
+            p.unlink()
+            removed.append(p)
+        except OSError:
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True
+    return True
+
+
+# %% ../../nbs/core/01_checkpoint.ipynb #7c0a0005
 def save_pytree(path: str | os.PathLike, tree: Any, kind: str, **metadata) -> Path:
-    "Write the array leaves of `tree` and a JSON header (`kind` plus `metadata`) to `path`, atomically."
+    "Write the array leaves of `tree` and a strict-JSON header (`kind` plus `metadata`) to `path`, atomically."
     leaves = _array_leaves(tree)
     header = {"format": FORMAT, "version": VERSION, "kind": kind, **metadata, "leaves": []}
     arrays = []
@@ -68,10 +137,11 @@ def save_pytree(path: str | os.PathLike, tree: Any, kind: str, **metadata) -> Pa
         a = np.asarray(jax.device_get(jax.random.key_data(x) if is_key else x))
         header["leaves"].append({"path": name, "shape": list(a.shape), "dtype": a.dtype.str, "prng_key": is_key})
         arrays.append(a)
+    text = strict_json(header)
 
     def write(f):
         with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as z:
-            z.writestr("header.json", json.dumps(header, indent=1))
+            z.writestr("header.json", text)
             for i, a in enumerate(arrays):
                 buf = io.BytesIO()
                 np.save(buf, a, allow_pickle=False)
@@ -79,39 +149,161 @@ def save_pytree(path: str | os.PathLike, tree: Any, kind: str, **metadata) -> Pa
 
     return atomic_write(path, write)
 
+
 # %% ../../nbs/core/01_checkpoint.ipynb #6bb94827
+_DTYPE_KINDS = "biufc"  # booleans, integers, floats, complex: nothing else is ever stored
+
+
+def _typename(v) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(v), f"a {type(v).__name__}")
+
+
+def header_field(path, header: dict, name: str, types, what: str, default=...):
+    "Field `name` of a checkpoint header, checked to be one of `types` (else a `CheckpointError` naming it)."
+    if name not in header:
+        if default is not ...:
+            return default
+        raise CheckpointError(f"{path}: the header has no {name!r} field ({what}); the file is damaged "
+                              f"or was not written by dpattern")
+    v = header[name]
+    types = types if isinstance(types, tuple) else (types,)
+    if not isinstance(v, types) or (isinstance(v, bool) and bool not in types):
+        raise CheckpointError(f"{path}: header field {name!r} is {_typename(v)} ({str(v)[:60]}), expected {what}")
+    return v
+
+
+def _leaf_nbytes(meta: dict) -> int:
+    "Bytes of the array a (checked) leaf entry of a header describes."
+    return math.prod(meta["shape"]) * np.dtype(meta["dtype"]).itemsize
+
+
+def _check_leaves(path, leaves: list, max_bytes: int) -> None:
+    total = 0
+    for i, m in enumerate(leaves):
+        where = f"{path}: header entry leaves[{i}]"
+        if not isinstance(m, dict):
+            raise CheckpointError(f"{where} is {_typename(m)}, expected an object with path, shape and dtype")
+        header_field(where, m, "path", str, "a string")
+        shape = header_field(where, m, "shape", list, "a list of sizes")
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape) or len(shape) > 32:
+            raise CheckpointError(f"{where} has shape {str(shape)[:80]}, expected at most 32 sizes >= 0")
+        dtype = header_field(where, m, "dtype", str, "a NumPy dtype string such as '<f4'")
+        try:
+            ok = np.dtype(dtype).kind in _DTYPE_KINDS and len(dtype) < 8
+        except TypeError:
+            ok = False
+        if not ok:
+            raise CheckpointError(f"{where} has dtype {dtype[:40]!r}, expected a numeric dtype such as '<f4'")
+        header_field(where, m, "prng_key", bool, "true or false")
+        total += _leaf_nbytes(m)
+        if total > max_bytes:
+            raise CheckpointError(f"{path}: the header declares arrays of more than {total / 2**30:.3g} GiB, "
+                                  f"above the limit of {max_bytes / 2**30:.3g} GiB (DPATTERN_MAX_CHECKPOINT_BYTES); "
+                                  f"the file is damaged or crafted")
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+# %% ../../nbs/core/01_checkpoint.ipynb #7c0a0007
 def _open(path: Path) -> zipfile.ZipFile:
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, expected a checkpoint file (.dpt)")
     try:
         return zipfile.ZipFile(path)
-    except zipfile.BadZipFile:
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
         raise CheckpointError(f"{path}: not a dpattern checkpoint, or the file is truncated "
-                              f"({path.stat().st_size} bytes; the zip directory at its end is missing)") from None
+                              f"({path.stat().st_size} bytes; the zip directory at its end is missing or damaged: "
+                              f"{type(e).__name__})") from None
 
 
-def read_header(path: str | os.PathLike) -> dict:
-    "The JSON header of the checkpoint at `path` (checks the format, not the data)."
+def read_header(path: str | os.PathLike, max_bytes: int | None = None) -> dict:
+    """The JSON header of the checkpoint at `path`, checked: format, version, kind and every array entry (present,
+    typed, numeric, in total at most `max_bytes`, default `MAX_BYTES`). Reads no array data."""
     path = Path(path)
     with _open(path) as z:
         try:
-            header = json.loads(z.read("header.json"))
+            info = z.getinfo("header.json")
+            if info.file_size > MAX_HEADER_BYTES:
+                raise CheckpointError(f"{path}: the header claims {info.file_size:,} bytes, more than the "
+                                      f"{MAX_HEADER_BYTES:,} a dpattern header can hold; the file is damaged or crafted")
+            with z.open(info) as f:
+                text = f.read(MAX_HEADER_BYTES + 1)
+            header = json.loads(text, parse_constant=_reject_constant)
         except KeyError:
             raise CheckpointError(f"{path}: a zip file without a dpattern header (header.json)") from None
-        except (zipfile.BadZipFile, ValueError) as e:
-            raise CheckpointError(f"{path}: the header is corrupted ({e})") from None
+        except (zipfile.BadZipFile, ValueError, EOFError, OSError, zlib.error, RecursionError) as e:
+            raise CheckpointError(f"{path}: the header is corrupted ({type(e).__name__}: {str(e)[:120]})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: the header is {_typename(header)}, expected a JSON object")
     if header.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a dpattern checkpoint (format {header.get('format')!r})")
-    if header.get("version", 0) > VERSION:
-        raise CheckpointError(f"{path}: written by a newer dpattern (format version {header['version']}); "
+        raise CheckpointError(f"{path}: not a dpattern checkpoint (format {str(header.get('format'))[:40]!r})")
+    version = header_field(path, header, "version", int, "a format version number")
+    if version > VERSION:
+        raise CheckpointError(f"{path}: written by a newer dpattern (format version {version}); "
                               f"this one reads version {VERSION}. Upgrade dpattern.")
+    header_field(path, header, "kind", str, "what the file holds, e.g. 'model' or 'training'")
+    _check_leaves(path, header_field(path, header, "leaves", list, "the list of stored arrays"),
+                  MAX_BYTES if max_bytes is None else max_bytes)
     return header
 
 
-def load_pytree(path: str | os.PathLike, like: Any, kind: str | None = None, prefix: str = "") -> tuple[Any, dict]:
+# %% ../../nbs/core/01_checkpoint.ipynb #7c0a0008
+def _read_member(z: zipfile.ZipFile, path: Path, member: str, name: str, shape: tuple, dtype: np.dtype) -> np.ndarray:
+    """Read one `.npy` member, checking the shape and dtype its own header declares and its uncompressed size
+    against what is expected before reading (and never inflating more than) its data."""
+    nbytes = math.prod(shape) * dtype.itemsize
+    try:
+        info = z.getinfo(member)
+        if info.file_size > nbytes + 65536:
+            raise CheckpointError(f"{path}: array {name} declares {info.file_size:,} bytes uncompressed, expected "
+                                  f"{nbytes:,} for shape {shape} {dtype}; the file is damaged or crafted")
+        with z.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                got_shape, fortran, got_dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                got_shape, fortran, got_dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"unsupported .npy version {version}")
+            if tuple(got_shape) != tuple(shape) or got_dtype != dtype or got_dtype.hasobject:
+                raise CheckpointError(f"{path}: array {name} is stored as shape {tuple(got_shape)} {got_dtype}, "
+                                      f"expected {tuple(shape)} {dtype}")
+            if info.file_size != f.tell() + nbytes:
+                raise CheckpointError(f"{path}: array {name} declares {info.file_size:,} bytes uncompressed, "
+                                      f"expected {f.tell() + nbytes:,}; the file is damaged or crafted")
+            data = f.read(nbytes)
+            if len(data) != nbytes or f.read(1):
+                raise ValueError(f"{len(data)} bytes of data, expected {nbytes}")
+    except CheckpointError:
+        raise
+    except KeyError:
+        raise CheckpointError(f"{path}: array {name} ({member}) is missing from the file") from None
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError, zlib.error, NotImplementedError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: array {name} is corrupted ({type(e).__name__}: {str(e)[:120]})") from None
+    a = np.frombuffer(data, dtype)
+    return (a.reshape(shape[::-1]).T if fortran else a.reshape(shape)).copy()
+
+
+def _check_finite(path, name, a):
+    if a.dtype.kind in "fc" and not np.isfinite(a).all():
+        bad = int(a.size - np.isfinite(a).sum())
+        raise CheckpointError(f"{path}: array {name} holds {bad} NaN or infinite value{'s' * (bad > 1)} of {a.size}: "
+                              f"the run that wrote it had diverged (load with finite=False to look at it anyway)")
+
+
+# %% ../../nbs/core/01_checkpoint.ipynb #7c0a0009
+def load_pytree(path: str | os.PathLike, like: Any, kind: str | None = None, prefix: str = "",
+                finite: bool = True) -> tuple[Any, dict]:
     """Read the checkpoint at `path` into the structure of the skeleton `like`; returns `(tree, header)`.
 
-    With `prefix`, read only the stored sub-tree whose leaf paths start with it (e.g. `"['model']"`)."""
+    With `prefix`, read only the stored sub-tree whose leaf paths start with it (e.g. `"['model']"`). Every
+    array's path, shape and dtype must be those of `like` (checked in the header and in each array's own header
+    before any data is read); with `finite`, NaN or infinite values are an error."""
     path = Path(path)
     header = read_header(path)
     if kind is not None and header["kind"] != kind:
@@ -122,21 +314,25 @@ def load_pytree(path: str | os.PathLike, like: Any, kind: str | None = None, pre
         raise CheckpointError(f"{path}: holds {len(stored)} arrays{' under ' + prefix if prefix else ''}, "
                               f"the model or state it is loaded into has {len(expected)}; "
                               f"it was saved from a different structure")
+    refs = []
+    for (name, x), (i, meta) in zip(expected, stored):
+        ref = jax.random.key_data(x) if _is_key(x) else x
+        stored_name = meta["path"][len(prefix):]
+        if stored_name != name or tuple(meta["shape"]) != tuple(np.shape(ref)):
+            raise CheckpointError(f"{path}: array {i} is {stored_name} of shape {tuple(meta['shape'])}, "
+                                  f"expected {name} of shape {tuple(np.shape(ref))}")
+        if np.dtype(meta["dtype"]) != np.dtype(ref.dtype) or meta["prng_key"] != _is_key(x):
+            raise CheckpointError(f"{path}: array {name} has dtype {np.dtype(meta['dtype'])}"
+                                  f"{' (a PRNG key)' * meta['prng_key']}, expected {np.dtype(ref.dtype)}"
+                                  f"{' (a PRNG key)' * _is_key(x)}")
+        refs.append((name, x, i, tuple(np.shape(ref)), np.dtype(ref.dtype)))
     new = []
     with _open(path) as z:
-        for (name, x), (i, meta) in zip(expected, stored):
-            ref = jax.random.key_data(x) if _is_key(x) else np.asarray(x)
-            stored_name = meta["path"][len(prefix):]
-            if stored_name != name or tuple(meta["shape"]) != tuple(ref.shape):
-                raise CheckpointError(f"{path}: array {i} is {stored_name} of shape {tuple(meta['shape'])}, "
-                                      f"expected {name} of shape {tuple(ref.shape)}")
-            try:
-                a = np.load(io.BytesIO(z.read(f"leaf_{i:05d}.npy")), allow_pickle=False)
-            except (zipfile.BadZipFile, KeyError, ValueError, EOFError) as e:
-                raise CheckpointError(f"{path}: array {meta['path']} is corrupted or missing ({e})") from None
-            if a.dtype != ref.dtype:
-                raise CheckpointError(f"{path}: array {name} has dtype {a.dtype}, expected {ref.dtype}")
-            if meta["prng_key"]:
+        for name, x, i, shape, dtype in refs:
+            a = _read_member(z, path, f"leaf_{i:05d}.npy", name, shape, dtype)
+            if finite:
+                _check_finite(path, name, a)
+            if _is_key(x):
                 new.append(jax.random.wrap_key_data(a, impl=jax.random.key_impl(x)))
             else:
                 new.append(jax.numpy.asarray(a) if isinstance(x, jax.Array) else a)
@@ -144,3 +340,22 @@ def load_pytree(path: str | os.PathLike, like: Any, kind: str | None = None, pre
     it = iter(new)
     leaves = [next(it) if _is_array(x) else x for x in leaves]
     return jax.tree_util.tree_unflatten(treedef, leaves), header
+
+
+# %% ../../nbs/core/01_checkpoint.ipynb #7c0a0109
+def stored_arrays(path: str | os.PathLike, prefix: str = "", finite: bool = True) -> dict[str, np.ndarray]:
+    """The arrays stored at `path` whose paths start with `prefix`, as `{path: array}` (paths without the prefix),
+    with no skeleton to load them into: for files of an earlier layout. Each array is read as defensively as by
+    `load_pytree`, against the shape and dtype the (bounded) header declares for it."""
+    path = Path(path)
+    header = read_header(path)
+    out = {}
+    with _open(path) as z:
+        for i, meta in enumerate(header["leaves"]):
+            if meta["path"].startswith(prefix):
+                name = meta["path"][len(prefix):]
+                a = _read_member(z, path, f"leaf_{i:05d}.npy", name, tuple(meta["shape"]), np.dtype(meta["dtype"]))
+                if finite:
+                    _check_finite(path, name, a)
+                out[name] = a
+    return out

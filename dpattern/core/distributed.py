@@ -39,7 +39,7 @@ def is_main_process() -> bool:
     return jax.process_index() == 0
 
 # %% ../../nbs/core/12_distributed.ipynb #f322cea2
-from .operators import _HALO
+from .operators import HALO
 
 
 def space_mesh(devices: int | Sequence | None = None) -> Mesh:
@@ -64,11 +64,11 @@ def map_space(fn, mesh: Mesh, spatial_args: Sequence[int] = (0,)):
                     raise ValueError(f"grid height {x.shape[-2]} cannot be split evenly over {mesh.size} devices")
 
         def body(*a):
-            token = _HALO.set(("space", mesh.size))
+            token = HALO.set(("space", mesh.size))
             try:
                 return fn(*a)
             finally:
-                _HALO.reset(token)
+                HALO.reset(token)
 
         out_shape = jax.eval_shape(fn, *args)
         in_specs = tuple(jax.tree.map(_row_spec, a) if i in spatial_args else jax.tree.map(lambda _: P(), a)
@@ -80,7 +80,7 @@ def map_space(fn, mesh: Mesh, spatial_args: Sequence[int] = (0,)):
 
 def row_offset(rows: int) -> jax.Array | int:
     "The global index of this device's first row inside `map_space` (0 outside), for slabs of `rows` rows."
-    halo = _HALO.get()
+    halo = HALO.get()
     return 0 if halo is None else jax.lax.axis_index(halo[0]) * rows
 
 

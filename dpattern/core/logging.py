@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['TensorBoardLogger', 'NullLogger']
+__all__ = ['purge_events', 'TensorBoardLogger', 'NullLogger']
 
 # %% ../../nbs/core/07_logging.ipynb #fa3d9082
 def _png(image: np.ndarray) -> tuple[bytes, int, int, int]:
@@ -29,13 +29,42 @@ def _png(image: np.ndarray) -> tuple[bytes, int, int, int]:
     return buf.getvalue(), h, w, 1 if a.ndim == 2 else a.shape[-1]
 
 
+def purge_events(logdir: str | os.PathLike, step: int) -> int:
+    """Rewrite the event files in `logdir` without their summaries at or after `step` (and without a record
+    cut short by a kill), each atomically; returns how many events were dropped."""
+    from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.summary.writer.record_writer import RecordWriter
+    dropped = 0
+    for path in sorted(Path(logdir).glob("*tfevents*")):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        records = list(RawEventFileLoader(str(path)).Load())
+        keep = [r for r in records if not (Event.FromString(r).step >= step and Event.FromString(r).HasField("summary"))]
+        if len(keep) == len(records) and path.stat().st_size == sum(len(r) + 16 for r in records):
+            continue
+        dropped += len(records) - len(keep)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        with open(tmp, "wb") as f:
+            w = RecordWriter(f)
+            for r in keep:
+                w.write(r)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    return dropped
+
+
 class TensorBoardLogger:
     "Write scalars, images, histograms and figures to a TensorBoard event file in `logdir`."
 
-    def __init__(self, logdir: str | os.PathLike):
+    def __init__(self, logdir: str | os.PathLike, purge_step: int | None = None):
+        "With `purge_step` (a resumed run's first step), earlier event files lose their events at or after it."
         from tensorboard.summary.writer.event_file_writer import EventFileWriter
         self.logdir = Path(logdir)
         self.logdir.mkdir(parents=True, exist_ok=True)
+        if purge_step is not None:
+            purge_events(self.logdir, purge_step)
         self._writer = EventFileWriter(str(self.logdir))
 
     def _add(self, value, step: int):

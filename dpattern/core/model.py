@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .checkpoint import CheckpointError, load_pytree, read_header, save_pytree
+from .checkpoint import CheckpointError, header_field, load_pytree, read_header, save_pytree, stored_arrays
 
 # %% auto #0
-__all__ = ['model_kind', 'is_trainable', 'trainable_filter', 'encode_hyperparam', 'decode_hyperparam', 'model_class', 'Model',
-           'Frozen', 'load_model']
+__all__ = ['MAX_MODEL_BYTES', 'model_kind', 'is_trainable', 'trainable_filter', 'encode_hyperparam', 'decode_hyperparam',
+           'model_family', 'model_class', 'Model', 'Frozen', 'model_skeleton', 'load_model', 'upgrade_arrays']
 
 # %% ../../nbs/core/02_model.ipynb #28b3e108
 _REGISTRY: dict[str, type] = {}
@@ -66,15 +67,29 @@ def decode_hyperparam(v):
     "Inverse of `encode_hyperparam` (arrays come back as zeros of the right shape and dtype)."
     if isinstance(v, dict):
         if "__model__" in v:
+            if not isinstance(v["__model__"], str) or not isinstance(v.get("hyperparams"), dict):
+                raise CheckpointError(f"a nested model is described as {str(v)[:80]}, expected a kind and "
+                                      f"hyperparameters")
             return model_class(v["__model__"]).from_hyperparams(v["hyperparams"])
         if "__array__" in v:
-            return jnp.zeros(v["__array__"], v["dtype"])
-        if "__tuple__" in v:
+            shape, dtype = v["__array__"], v.get("dtype")
+            if (not isinstance(shape, list) or len(shape) > 32 or not isinstance(dtype, str)
+                    or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)):
+                raise CheckpointError(f"an array hyperparameter is described as {str(v)[:80]}, expected "
+                                      f"a list of sizes and a dtype")
+            return jnp.zeros(shape, dtype)
+        if "__tuple__" in v and isinstance(v["__tuple__"], list):
             return tuple(decode_hyperparam(x) for x in v["__tuple__"])
         return {k: decode_hyperparam(x) for k, x in v.items()}
     if isinstance(v, list):
         return [decode_hyperparam(x) for x in v]
     return v
+
+
+def model_family(kind: str) -> str:
+    "The family of a model kind: `'dpattern.nca.model.NCA'` -> `'the nca family'`."
+    parts = str(kind).split(".")
+    return f"the {parts[1]} family" if len(parts) > 2 and parts[0] == "dpattern" else "not a dpattern model"
 
 
 def model_class(kind: str) -> type:
@@ -88,7 +103,8 @@ def model_class(kind: str) -> type:
                 pass
             module = module.rsplit(".", 1)[0] if "." in module else ""
     if kind not in _REGISTRY:
-        raise CheckpointError(f"unknown model kind {kind!r}; import the module that defines it before loading")
+        raise CheckpointError(f"unknown model kind {kind[:80]!r} ({model_family(kind)}); import the module "
+                              f"that defines it before loading")
     return _REGISTRY[kind]
 
 # %% ../../nbs/core/02_model.ipynb #6c807682
@@ -98,6 +114,8 @@ class Model(eqx.Module):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         _REGISTRY[model_kind(cls)] = cls
+        for kind in cls.__dict__.get("former_kinds", ()):   # names it was saved under before a move
+            _REGISTRY.setdefault(kind, cls)
 
     @classmethod
     def _hyperparam_names(cls) -> list[str]:
@@ -145,17 +163,93 @@ class Frozen(Model):
     "Base for sub-models whose arrays are fixed: `Model.partition` never hands them to an optimiser."
 
 
-def load_model(path: str | os.PathLike, expected: type | None = None) -> Model:
-    "Load the model stored at `path` (a model file or a training checkpoint); check it is an `expected`."
+# %% ../../nbs/core/02_model.ipynb #8e0b0001
+MAX_MODEL_BYTES = int(os.environ.get("DPATTERN_MAX_MODEL_BYTES", 2 * 2**30))  # arrays of a model read from a file
+
+
+def model_skeleton(cls: type, hyperparams: dict, path=None, max_bytes: int | None = None) -> Model:
+    """A `cls` built from encoded `hyperparameters` -- after checking with `jax.eval_shape` (which allocates
+    nothing) that its arrays fit in `max_bytes` (default `MAX_MODEL_BYTES`)."""
+    where, limit = f"{path}: " if path is not None else "", MAX_MODEL_BYTES if max_bytes is None else max_bytes
+    short = str(hyperparams)[:200]
+    try:
+        shapes = eqx.filter_eval_shape(cls.from_hyperparams, hyperparams)
+    except CheckpointError as e:
+        raise CheckpointError(f"{where}{e}") from None
+    except jax.errors.JAXTypeError:
+        shapes = None  # a constructor that needs concrete values: the caller's checks of the header bound it
+    except Exception as e:
+        raise CheckpointError(f"{where}the hyperparameters {short} cannot build a {cls.__name__} "
+                              f"({type(e).__name__}: {str(e)[:200]})") from None
+    nbytes = 0 if shapes is None else sum(math.prod(x.shape) * (8 if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x.dtype.itemsize)
+                 for x in jax.tree.leaves(shapes) if isinstance(x, jax.ShapeDtypeStruct))
+    if nbytes > limit:
+        raise CheckpointError(f"{where}the hyperparameters {short} describe a {cls.__name__} with "
+                              f"{nbytes / 2**30:.3g} GiB of arrays, more than the limit of {limit / 2**30:.3g} GiB "
+                              f"(DPATTERN_MAX_MODEL_BYTES); the file is damaged or crafted")
+    try:
+        return cls.from_hyperparams(hyperparams)
+    except Exception as e:
+        raise CheckpointError(f"{where}the hyperparameters {short} cannot build a {cls.__name__} "
+                              f"({type(e).__name__}: {str(e)[:200]})") from None
+
+
+def _expected_names(expected) -> str:
+    classes = expected if isinstance(expected, tuple) else (expected,)
+    fams = [model_family(model_kind(c)) for c in classes]
+    return " or ".join(c.__name__ + (f" ({f})" if f.startswith("the ") else "") for c, f in zip(classes, fams))
+
+
+def load_model(path: str | os.PathLike, expected: type | tuple[type, ...] | None = None, *,
+               finite: bool = True, max_bytes: int | None = None) -> Model:
+    """Load the model stored at `path` (a model file or a training checkpoint); check it is an `expected`
+    (a class or a tuple of classes), that its hyperparameters describe at most `max_bytes` of arrays, and
+    (with `finite`) that its weights hold no NaN or infinities. Any problem is a `CheckpointError`."""
     path = Path(path)
     header = read_header(path)
     if "model" not in header:
-        raise CheckpointError(f"{path}: holds a {header['kind']!r}, not a model")
-    spec = header["model"]
-    cls = model_class(spec["kind"])
+        raise CheckpointError(f"{path}: holds a {header['kind'][:40]!r}, not a model")
+    spec = header_field(path, header, "model", dict, "the model's kind and hyperparameters")
+    kind = header_field(f"{path}: model entry", spec, "kind", str, "a model kind such as 'dpattern.nca.model.NCA'")
+    hyperparams = header_field(f"{path}: model entry", spec, "hyperparams", dict, "the model's hyperparameters")
+    try:
+        cls = model_class(kind)
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: {e}" + (f", expected a {_expected_names(expected)}" if expected else "")) from None
     if expected is not None and expected is not Model and not issubclass(cls, expected):
-        raise CheckpointError(f"{path}: holds a {cls.__name__} model ({spec['kind']}), "
-                              f"expected a {expected.__name__}")
-    skeleton = cls.from_hyperparams(spec["hyperparams"])
+        raise CheckpointError(f"{path}: holds a {cls.__name__} model of {model_family(kind)} ({kind}), "
+                              f"expected a {_expected_names(expected)}")
+    skeleton = model_skeleton(cls, hyperparams, path, max_bytes)
     prefix = "" if header["kind"] == "model" else "['model']"
-    return load_pytree(path, skeleton, prefix=prefix)[0]
+    try:
+        return load_pytree(path, skeleton, prefix=prefix, finite=finite)[0]
+    except CheckpointError:
+        former = _load_former(path, skeleton, prefix, finite)
+        if former is None:
+            raise
+        return former
+
+
+# %% ../../nbs/core/02_model.ipynb #36300ba9
+def upgrade_arrays(model: Model, stored: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    "Arrays saved under an earlier layout (paths relative to `model`) mapped to its current paths."
+    own = getattr(model, "former_arrays", None)
+    stored = own(stored) if own is not None else dict(stored)
+    for name, sub in vars(model).items():
+        if isinstance(sub, Model):
+            mine = {k: v for k, v in stored.items() if k.startswith(f".{name}.") or k.startswith(f".{name}[")}
+            rest = {k: v for k, v in stored.items() if k not in mine}
+            stored = rest | {f".{name}{k}": v for k, v in upgrade_arrays(sub, {k[len(name) + 1:]: v for k, v in mine.items()}).items()}
+    return stored
+
+
+def _load_former(path: Path, skeleton: Model, prefix: str, finite: bool) -> Model | None:
+    "The model at `path` read through `upgrade_arrays`, or None if that does not make it fit."
+    stored = upgrade_arrays(skeleton, stored_arrays(path, prefix, finite=finite))
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(skeleton)
+    arrays = [(jax.tree_util.keystr(p), x) for p, x in leaves if isinstance(x, (jax.Array, np.ndarray))]
+    if set(stored) != {n for n, _ in arrays} or any(np.shape(stored[n]) != np.shape(x) or stored[n].dtype != x.dtype
+                                                    for n, x in arrays):
+        return None
+    new = [jnp.asarray(stored[jax.tree_util.keystr(p)]) if isinstance(x, (jax.Array, np.ndarray)) else x for p, x in leaves]
+    return jax.tree_util.tree_unflatten(treedef, new)

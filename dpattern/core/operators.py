@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from contextvars import ContextVar
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Literal, Sequence
 
 import jax
@@ -14,8 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 
 # %% auto #0
-__all__ = ['Boundary', 'BOUNDARIES', 'check_boundary', 'pad', 'stencil', 'apply_stencils', 'gradient', 'gradient_norm',
-           'divergence', 'curl', 'laplacian', 'average', 'flux_diffusion', 'neighbourhood_max']
+__all__ = ['Boundary', 'BOUNDARIES', 'HALO', 'check_boundary', 'pad', 'stencil', 'apply_stencils', 'stencil_features', 'gradient',
+           'vector_norm', 'gradient_norm', 'divergence', 'curl', 'laplacian', 'average', 'flux_diffusion',
+           'neighbourhood_max']
 
 # %% ../../nbs/core/00_operators.ipynb #cf3c7344
 Boundary = Literal["periodic", "reflect", "replicate", "zero"]
@@ -39,7 +40,7 @@ def pad(u: jax.Array, width: int, boundary: Boundary = "periodic", axes: Sequenc
     if width == 0:
         return u
     axes = [a % u.ndim for a in axes]
-    halo = _HALO.get()
+    halo = HALO.get()
     if halo is not None:
         return _halo_pad(u, width, boundary, axes, *halo)
     if any(u.shape[a] < 2 * width + 1 for a in axes):
@@ -49,7 +50,8 @@ def pad(u: jax.Array, width: int, boundary: Boundary = "periodic", axes: Sequenc
     return jnp.pad(u, widths, mode=_PAD_MODE[boundary])
 
 # %% ../../nbs/core/00_operators.ipynb #9f5d6cf0
-_HALO: ContextVar = ContextVar("dpattern_halo", default=None)  # (mesh axis name, number of slabs) while tracing
+# (mesh axis name, number of slabs) while `dpattern.core.distributed.map_space` traces a split grid, else None
+HALO: ContextVar = ContextVar("dpattern_halo", default=None)
 
 
 def _halo_pad(u, width, boundary, axes, name, n):
@@ -149,6 +151,37 @@ def apply_stencils(
         outs.append(sum(terms[1:], terms[0]) if terms else jnp.zeros_like(u))
     return tuple(outs)
 
+# %% ../../nbs/core/00_operators.ipynb #fab71776
+@partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
+def _flip_transposed(u, names: tuple, scale: int, boundary: str, axes: tuple):
+    return apply_stencils(u, [stencil(n, scale) for n in names], boundary, axes)
+
+
+def _flip_fwd(u, names, scale, boundary, axes):
+    return _flip_transposed(u, names, scale, boundary, axes), None
+
+
+def _flip_bwd(names, scale, boundary, axes, _, gs):
+    outs = [apply_stencils(g, [stencil(n, scale)[::-1, ::-1]], boundary, axes)[0] for n, g in zip(names, gs)]
+    return (sum(outs[1:], outs[0]),)
+
+
+_flip_transposed.defvjp(_flip_fwd, _flip_bwd)
+
+
+def stencil_features(
+    u: jax.Array,  # field `[..., H, W]` (or any layout; see `axes`)
+    names: Sequence[str],  # stencil names (see `stencil`)
+    scale: int = 1,  # stencil scale k: (2k+1)-square stencils
+    boundary: Boundary = "periodic",  # how ghost cells are filled
+    axes: Sequence[int] = (-2, -1),  # the (y, x) axes of `u`
+) -> tuple[jax.Array, ...]:
+    "The stencils `names` applied to `u`, one output each; periodic and zero boundaries differentiate by flipped stencils."
+    names, axes = tuple(names), tuple(a % u.ndim for a in axes)
+    if boundary in ("periodic", "zero"):
+        return _flip_transposed(u, names, scale, check_boundary(boundary), axes)
+    return apply_stencils(u, [stencil(n, scale) for n in names], boundary, axes)
+
 # %% ../../nbs/core/00_operators.ipynb #cc8e974d
 def gradient(u: jax.Array, dx: float = 1.0, boundary: Boundary = "periodic", scale: int = 1) -> jax.Array:
     "The gradient $(\\partial_x u, \\partial_y u)$ of `u [..., H, W]`, shape `[2, ..., H, W]`."
@@ -156,8 +189,8 @@ def gradient(u: jax.Array, dx: float = 1.0, boundary: Boundary = "periodic", sca
     return jnp.stack([gx, gy]) / dx
 
 
-def _safe_norm(vx, vy):
-    "sqrt(vx² + vy²) with a finite (zero) gradient where the vector vanishes."
+def vector_norm(vx: jax.Array, vy: jax.Array) -> jax.Array:
+    "The length $\\sqrt{v_x^2 + v_y^2}$ of a vector field given by its components; its gradient is zero (finite) where the vector vanishes."
     n2 = vx * vx + vy * vy
     pos = n2 > 0
     return jnp.where(pos, jnp.sqrt(jnp.where(pos, n2, 1.0)), 0.0)
@@ -166,7 +199,7 @@ def _safe_norm(vx, vy):
 def gradient_norm(u: jax.Array, dx: float = 1.0, boundary: Boundary = "periodic", scale: int = 1) -> jax.Array:
     "The gradient magnitude $|\\nabla u|$, shape of `u` (an isotropic feature)."
     gx, gy = gradient(u, dx, boundary, scale)
-    return _safe_norm(gx, gy)
+    return vector_norm(gx, gy)
 
 
 def _check_vector(v):
@@ -223,8 +256,15 @@ def flux_diffusion(f: jax.Array, g: jax.Array, dx: float = 1.0, boundary: Bounda
 
 
 def neighbourhood_max(u: jax.Array, boundary: Boundary = "zero", radius: int = 1) -> jax.Array:
-    "Maximum of `u` over the `(2*radius+1)`-square neighbourhood of each cell (a max-pool with stride 1)."
+    "Maximum of `u [..., H, W]` over the `(2*radius+1)`-square neighbourhood of each cell (a stride-1 max-pool)."
     p = pad(u, radius, boundary)
     h, w = u.shape[-2:]
     n = 2 * radius + 1
-    return jnp.max(jnp.stack([p[..., i:i + h, j:j + w] for i in range(n) for j in range(n)]), axis=0)
+    # separable: the maximum along x of each padded row, then along y of those (2n comparisons, not n²)
+    rows = p[..., :, 0:w]
+    for j in range(1, n):
+        rows = jnp.maximum(rows, p[..., :, j:j + w])
+    out = rows[..., 0:h, :]
+    for i in range(1, n):
+        out = jnp.maximum(out, rows[..., i:i + h, :])
+    return out

@@ -21,16 +21,18 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .checkpoint import CheckpointError, load_pytree, read_header, save_pytree
+from .checkpoint import (CheckpointError, header_field, load_pytree, read_header,
+                                      remove_stale_temporaries, save_pytree)
 from .logging import NullLogger, TensorBoardLogger
-from .model import Model, trainable_filter
+from .model import Model, model_family, trainable_filter
 from .sharding import (check_batch_size, constrain_batch, constrain_replicated, data_mesh,
                                     put_replicated)
 _log = logging.getLogger("dpattern.train")
 
 
 # %% auto #0
-__all__ = ['LATEST', 'BEST', 'Task', 'normalise_gradients', 'default_optimiser', 'TrainingDiverged', 'TrainResult', 'train']
+__all__ = ['LATEST', 'BEST', 'Task', 'normalise_gradients', 'default_optimiser', 'TrainingDiverged', 'TrainResult',
+           'read_training_header', 'train']
 
 # %% ../../nbs/core/09_train.ipynb #c9d09f1f
 class Task(eqx.Module):
@@ -91,7 +93,17 @@ LATEST, BEST = "checkpoint_latest.dpt", "checkpoint_best.dpt"
 
 
 class TrainingDiverged(RuntimeError):
-    "The loss or the parameters became non-finite."
+    "The loss or the parameters became non-finite, or the loss grew past `diverge_factor` times its lowest."
+
+    def __init__(self, step: int, loss: float, checkpoint: Path | None = None, why: str = "the loss is not finite"):
+        self.step, self.loss, self.checkpoint, self.why = step, loss, checkpoint, why
+        last = (f"; the last good checkpoint is {checkpoint}" if checkpoint is not None
+                else "; no checkpoint was written before it")
+        super().__init__(f"training diverged at step {step}: {why}{last}. Try a lower learning rate, gradient "
+                         f"clipping, or fewer steps per rollout.")
+
+    def __reduce__(self):
+        return type(self), (self.step, self.loss, self.checkpoint, self.why)
 
 
 @dataclass
@@ -122,6 +134,34 @@ def _all_finite(tree) -> jax.Array:
     leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
               if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jnp.inexact)]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+# %% ../../nbs/core/09_train.ipynb #5e0d0001
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def read_training_header(path: str | os.PathLike, header: dict | None = None) -> dict:
+    """The training state recorded in a checkpoint's header, checked field by field: `{"step": int, "best": float
+    (inf if none), "losses": [float], "evals": [(step, loss)], "model": dict}`. Raises `CheckpointError`."""
+    header = read_header(path) if header is None else header
+    if header["kind"] != "training":
+        raise CheckpointError(f"{path}: holds a {header['kind'][:40]!r}, expected a training checkpoint")
+    step = header_field(path, header, "step", int, "the number of steps done")
+    losses = header_field(path, header, "losses", list, "the list of training losses")
+    evals = header_field(path, header, "evals", list, "the list of (step, validation loss) pairs")
+    best = header_field(path, header, "best", (int, float, type(None)), "the best score so far (a number)")
+    model = header_field(path, header, "model", dict, "the model's kind and hyperparameters")
+    if step < 0 or len(losses) != step:
+        raise CheckpointError(f"{path}: the header records step {step} but {len(losses)} losses; the file is damaged")
+    if not all(_number(v) or v is None for v in losses):
+        raise CheckpointError(f"{path}: header field 'losses' holds something other than numbers")
+    if not all(isinstance(e, list) and len(e) == 2 and isinstance(e[0], int) and (_number(e[1]) or e[1] is None)
+               for e in evals):
+        raise CheckpointError(f"{path}: header field 'evals' should hold [step, loss] pairs")
+    return {"step": step, "best": math.inf if best is None else float(best),
+            "losses": [math.nan if v is None else float(v) for v in losses],
+            "evals": [(s, math.nan if v is None else float(v)) for s, v in evals], "model": model}
+
 
 # %% ../../nbs/core/09_train.ipynb #3a1f0c02
 def _warn(logger, step: int, message: str):
@@ -170,13 +210,19 @@ def train(
     progress: bool = True,  # show a tqdm progress bar
     on_step: Callable[[int, float], None] | None = None,  # called after each step with (step, loss)
     callbacks: Sequence[Callable] = (),  # each called as `callback(model, step, logger, key)` at every log point
+    diverge_factor: float | None = None,  # also stop when the loss exceeds this times the lowest loss so far
 ) -> TrainResult:
     "Optimise `model` on `task` for `steps` steps; checkpoint, log and resume through `out`."
     t0 = time.time()
     if not isinstance(task, Task):
         raise TypeError(f"task must be a dpattern Task, got {type(task).__name__}")
-    if steps < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
+    if diverge_factor is not None and not (math.isfinite(diverge_factor) and diverge_factor > 1):
+        raise ValueError(f"diverge_factor must be a finite number > 1 (or None), got {diverge_factor!r}")
+    for cb in callbacks:
+        if not callable(cb):
+            raise TypeError(f"callbacks must be callables callback(model, step, logger, key), got {cb!r}")
     mesh = data_mesh(devices)
     check_batch_size(task.batch_size, mesh)
     task.check(model)
@@ -192,10 +238,15 @@ def train(
     opt_state = optimiser.init(params)
     task_state = task.init(jax.random.fold_in(key, 2**31 - 3))
     start, losses, evals, best = 0, [], [], math.inf
+    if out is not None and writer:
+        remove_stale_temporaries(out)
     if resume and out is not None and (out / LATEST).exists():
         header = read_header(out / LATEST)
-        if header.get("model") != _spec(model):
-            raise CheckpointError(f"{out / LATEST} was trained with a different model: {header.get('model')} "
+        run = read_training_header(out / LATEST, header)
+        if run["model"] != _spec(model):
+            kind = str(run["model"].get("kind"))[:80]
+            raise CheckpointError(f"{out / LATEST} was trained with a different model: {kind} of "
+                                  f"{model_family(kind)} {str(run['model'].get('hyperparams'))[:200]} "
                                   f"(this run: {_spec(model)})")
         skeleton = {"key": jax.random.key_data(key), "model": model, "opt_state": opt_state,
                     "task_state": task_state}
@@ -204,7 +255,9 @@ def train(
             raise CheckpointError(f"{out / LATEST} was trained with another seed; resume with the same key")
         model, opt_state, task_state = tree["model"], tree["opt_state"], tree["task_state"]
         params, static = eqx.partition(model, trainable_filter(model))
-        start, losses, evals, best = header["step"], header["losses"], header["evals"], header["best"]
+        start, losses, evals, best = run["step"], run["losses"], run["evals"], run["best"]
+        if not (out / BEST).exists():
+            best = math.inf  # its write was cut short: the next checkpoint writes it again
         if progress:
             print(f"resuming {out} at step {start}")
 
@@ -234,7 +287,8 @@ def train(
         ok = jnp.isfinite(loss) & _all_finite(new_params) & _all_finite(aux)
         return new_params, new_opt, new_state, loss, ok
 
-    logger = TensorBoardLogger(out / "logs") if (out is not None and writer) else NullLogger()
+    logger = TensorBoardLogger(out / "logs", purge_step=start) if (out is not None and writer) \
+        else NullLogger()
     evaluate = eqx.filter_jit(lambda m, k: task.evaluate(m, k))
     has_eval = jax.eval_shape(lambda m: task.evaluate(m, key), eqx.combine(params, static)) is not None
     k_eval, k_log = jax.random.fold_in(key, 2**31 - 1), jax.random.fold_in(key, 2**31 - 2)
@@ -254,13 +308,17 @@ def train(
         else:
             score = float(np.mean(recent)) if recent else math.inf
         improved = score < best
-        best = min(best, score)
         if out is not None and writer:
-            hdr = dict(step=i, losses=losses, evals=evals, best=best)
-            _save(out / LATEST, model_now, opt_state, task_state, key, **hdr)
-            if improved:
+            hdr = dict(step=i, losses=losses, evals=evals, best=min(best, score))
+            if improved:  # the best file is in place before any header names its score as the best
                 _save(out / BEST, model_now, opt_state, task_state, key, **hdr)
+            _save(out / LATEST, model_now, opt_state, task_state, key, **hdr)
+        best = min(best, score)
         recent.clear()
+        try:
+            logger.flush()  # the logs of every step up to a checkpoint are on disk with it
+        except Exception as e:
+            _warn(NullLogger(), i, f"writing the TensorBoard log failed at step {i} ({type(e).__name__}: {e})")
 
     try:
         i = start
@@ -268,11 +326,12 @@ def train(
             params, opt_state, task_state, loss, ok = step_fn(params, opt_state, task_state, static, task, key,
                                                               jnp.int32(i))
             loss = float(loss)
-            if not bool(ok):
-                last = f"; the last good checkpoint is {out / LATEST}" if out is not None and (out / LATEST).exists() else ""
-                raise TrainingDiverged(f"training diverged at step {i}: the loss is {loss} or the parameters or "
-                                       f"states are no longer finite{last}. Try a lower learning rate, gradient "
-                                       f"clipping, or fewer steps per rollout.")
+            lowest = min(losses) if losses else math.inf
+            if not bool(ok) or (diverge_factor is not None and loss > diverge_factor * lowest):
+                good = out / LATEST if out is not None and (out / LATEST).exists() else None
+                why = (f"the loss {loss:.4g} is more than {diverge_factor:g} times the lowest so far ({lowest:.4g})"
+                       if bool(ok) else f"the loss is {loss} or the parameters or states are no longer finite")
+                raise TrainingDiverged(i, loss, good, why)
             losses.append(loss)
             recent.append(loss)
             logger.scalar("train/loss", loss, i)
@@ -290,7 +349,10 @@ def train(
     finally:
         if bar is not None:
             bar.close()
-        logger.close()
+        try:
+            logger.close()
+        except Exception as e:  # e.g. a full disk: the error that stopped training (if any) is the one to see
+            _warn(NullLogger(), start, f"closing the TensorBoard log failed ({type(e).__name__}: {e})")
     final = eqx.combine(params, static)
     return TrainResult(model=final, losses=losses, evals=evals, step=max(start, steps), seconds=time.time() - t0,
                        out=out)

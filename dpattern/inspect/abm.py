@@ -17,7 +17,7 @@ from ..core.logging import NullLogger
 # %% auto #0
 __all__ = ['feature_kinds', 'environment_channels', 'feature_names', 'sensed_features', 'response_curves', 'plot_responses',
            'density', 'density_field_correlation', 'plot_density_fields', 'rollout_from_random', 'abm_figures',
-           'log_figures']
+           'log_figures', 'figure_callback']
 
 # %% ../../nbs/inspect/01_abm.ipynb #80218d1c
 def feature_kinds(model) -> tuple[str, ...]:
@@ -216,3 +216,10 @@ def log_figures(model: AgentModel, logger, step: int, n_agents: int, size: int, 
         logger.figure(f"inspect/{name}", fig, step)
     for c, r in enumerate(numbers["density_field_correlation"]):
         logger.scalar(f"inspect/density_field_correlation/ch{c}", r, step)
+
+
+def figure_callback(n_agents: int = 256, size: int = 64, steps: int = 48):
+    "A `train` callback `callback(model, step, logger, key)` that writes `log_figures` of swarms of `n_agents`."
+    def inspect_figures(model, step, logger, key=None):
+        log_figures(model, logger, step, n_agents, size, steps, key)
+    return inspect_figures

@@ -9,6 +9,7 @@ import dataclasses
 import math
 from typing import ClassVar, Sequence
 
+import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -16,16 +17,17 @@ import numpy as np
 
 from ..core.logging import NullLogger
 from ..core.operators import divergence, flux_diffusion
-from ..pde.fit import check_fit_names, check_trajectory
+from ..pde.classic import GrayScott
+from ..pde.fit import check_fit_names, check_trajectory, estimate_hidden
 from ..pde.neural import NeuralChemotaxis, NeuralRDA
-from ..pde.solver import PDE, Solver, _float_array
+from ..pde.solver import PDE, Solver, float_parameter
 
 # %% auto #0
 __all__ = ['TERM_ORDER', 'check_neural', 'terms', 'term_maps', 'GrayScottRDA', 'plot_terms', 'term_magnitudes',
            'plot_term_magnitudes', 'coefficient_values', 'state_points', 'coefficient_sweeps', 'plot_coefficients',
            'default_solver', 'ShootingResiduals', 'shooting_residuals', 'Uncertainty', 'cluster_scores', 'gauss_newton',
            'parameter_uncertainty', 'loss_landscape', 'plot_landscape', 'plot_uncertainty', 'model_states',
-           'pde_figures', 'log_figures']
+           'pde_figures', 'log_figures', 'figure_callback']
 
 # %% ../../nbs/inspect/00_pde.ipynb #4fd315a0
 def _rda_terms(model: NeuralRDA, u: jax.Array) -> dict[str, jax.Array]:
@@ -101,11 +103,11 @@ class GrayScottRDA(NeuralRDA):
     channel_names: ClassVar = ("a", "b")
     parameter_names: ClassVar = ("D_a", "D_b", "feed", "kill")
     nonnegative: ClassVar = ("D_a", "D_b", "feed", "kill")
-    simulation: ClassVar = dict(t_end=2000.0, dt=1.0, method="heun", size=64, frames=101)
+    simulation: ClassVar = dict(t_end=2000.0, dt=1.0, size=64, frames=101)
 
     def __init__(self, D_a=0.1, D_b=0.05, feed=0.0623, kill=0.06268, dx: float = 1.0, boundary: str = "periodic"):
-        self.D_a, self.D_b = _float_array(D_a, "D_a"), _float_array(D_b, "D_b")
-        self.feed, self.kill = _float_array(feed, "feed"), _float_array(kill, "kill")
+        self.D_a, self.D_b = float_parameter(D_a, "D_a"), float_parameter(D_b, "D_b")
+        self.feed, self.kill = float_parameter(feed, "feed"), float_parameter(kill, "kill")
         self.channels, self.width, self.layers, self.degree = 2, 0, 0, 3
         self.terms, self.activation, self.epsilon = ("reaction", "diffusion"), "tanh", 0.0
         self.max_speed, self.init_diffusion = 1.0, float(D_a)
@@ -121,7 +123,6 @@ class GrayScottRDA(NeuralRDA):
 
     def initial_condition(self, key: jax.Array, shape: Sequence[int] = (64, 64)) -> jax.Array:
         "Gray–Scott's initial condition (thresholded smooth noise)."
-        from dpattern.pde.classic import GrayScott
         return GrayScott(boundary=self.boundary).initial_condition(key, shape)
 
 # %% ../../nbs/inspect/00_pde.ipynb #bf29d7d6
@@ -292,7 +293,7 @@ def _as_batch(t, u) -> tuple[np.ndarray, np.ndarray]:
 
 def default_solver(model) -> Solver:
     "Heun at the model's demonstration step (what `dpattern.pde.fit.fit` uses by default)."
-    return Solver(method=model.simulation.get("method", "heun"), dt=model.simulation["dt"])
+    return Solver(dt=model.simulation["dt"])
 
 
 class ShootingResiduals(eqx.Module):
@@ -336,7 +337,7 @@ def shooting_residuals(model: PDE, t, u, names: Sequence[str] | None = None, sol
     t, u = _as_batch(t, u)
     if model.n_channels is not None and u.shape[2] != model.n_channels:
         raise ValueError(f"the data has {u.shape[2]} channels but {type(model).__name__} has {model.n_channels}")
-    solver = dataclasses.replace(solver or default_solver(model), adjoint="forward", throw=False)
+    solver = dataclasses.replace(solver or default_solver(model), adjoint=diffrax.ForwardMode(), throw=False)
     span = u.max(axis=(0, 1, 3, 4)) - u.min(axis=(0, 1, 3, 4))
     scale = jnp.asarray(1.0 / np.maximum(span, 1e-6 * max(float(span.max()), 1e-12)), jnp.float32)[:, None, None]
     starts = np.arange(len(t) - 1)
@@ -570,7 +571,6 @@ def plot_uncertainty(uncertainty: Uncertainty, truth: dict | None = None):
 def model_states(model: PDE, t, u, solver: Solver | None = None) -> np.ndarray:
     """The full states `[K, C, H, W]` along the first trajectory of the data: observed channels from the
     data, hidden channels (if the model has more) estimated by chaining one-frame solves."""
-    from dpattern.pde.fit import estimate_hidden
     t, ub = _as_batch(t, u)
     hidden = 0 if model.n_channels is None else model.n_channels - ub.shape[2]
     if hidden < 0:
@@ -616,21 +616,32 @@ def pde_figures(model: PDE, t, u, solver: Solver | None = None, truth: dict | No
     return figures, numbers
 
 # %% ../../nbs/inspect/00_pde.ipynb #bd235b0d
-def log_figures(model: PDE, task, state, step: int, logger, windows: int = 16, points: int = 7) -> None:
-    "Write the inspection figures of a model being fitted by a `ShootingTask` to `logger` under `inspect/`."
+def log_figures(model: PDE, t, u, step: int, logger, solver: Solver | None = None, windows: int = 16,
+                points: int = 7) -> None:
+    "Write the inspection figures of `model` on data `t [K]`, `u [K, (B,) C, H, W]` to `logger` under `inspect/`."
     if isinstance(logger, NullLogger):
         return
-    t, u = np.asarray(task.times, np.float64), np.asarray(task.data)
+    t, u = np.asarray(t, np.float64), np.asarray(u)
     if isinstance(model, (NeuralRDA, NeuralChemotaxis)):
-        states = u[:, 0] if not task.hidden else np.concatenate([u[:, 0], np.asarray(state)[:, 0]], axis=1)
+        states = model_states(model, t, u, solver)
         logger.figure("inspect/terms", plot_terms(model, states, t), step)
         logger.figure("inspect/term_magnitudes", plot_term_magnitudes(model, states, t), step)
         logger.figure("inspect/coefficients", plot_coefficients(model, states), step)
         return
     if not model.parameter_names:
         return
-    figures, numbers = pde_figures(model, t, u, task.solver, windows=windows, points=points)
+    figures, numbers = pde_figures(model, t, u, solver or default_solver(model), windows=windows, points=points)
     for name, fig in figures.items():
         logger.figure(f"inspect/{name}", fig, step)
     for name, p in numbers["uncertainty"]["parameters"].items():
         logger.scalar(f"inspect/std/{name}", p["std"], step)
+
+
+def figure_callback(t, u, solver: Solver | None = None, windows: int = 16, points: int = 7):
+    "A `train` callback `callback(model, step, logger, key)` that writes `log_figures` of the data `t`, `u`."
+    t, u = check_trajectory(t, u)
+
+    def inspect_figures(model, step, logger, key=None):
+        log_figures(model, t, u, step, logger, solver, windows, points)
+    return inspect_figures
+

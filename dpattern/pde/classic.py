@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from ..core.operators import average, flux_diffusion, laplacian
-from .solver import PDE, Heat, _float_array
+from .solver import PDE, Heat, float_parameter
 
 # %% auto #0
 __all__ = ['MODELS', 'smooth_noise', 'GrayScott', 'Chhabra', 'HillenPainter', 'CahnHilliard', 'FitzHughNagumo', 'Schnakenberg',
@@ -53,12 +53,12 @@ class GrayScott(PDE):
     channel_names: ClassVar = ("a", "b")
     parameter_names: ClassVar = ("D_a", "D_b", "feed", "kill")
     nonnegative: ClassVar = ("D_a", "D_b", "feed", "kill")
-    simulation: ClassVar = dict(t_end=2000.0, dt=1.0, method="heun", size=64, frames=101)
+    simulation: ClassVar = dict(t_end=2000.0, dt=1.0, size=64, frames=101)
 
     def __init__(self, D_a=0.1, D_b=0.05, feed=0.0623, kill=0.06268, dx: float = 1.0,
                  boundary: str = "periodic"):
-        self.D_a, self.D_b = _float_array(D_a, "D_a"), _float_array(D_b, "D_b")
-        self.feed, self.kill = _float_array(feed, "feed"), _float_array(kill, "kill")
+        self.D_a, self.D_b = float_parameter(D_a, "D_a"), float_parameter(D_b, "D_b")
+        self.feed, self.kill = float_parameter(feed, "feed"), float_parameter(kill, "kill")
         self.dx, self.boundary = dx, boundary
 
     def __call__(self, t, u, args=None):
@@ -94,13 +94,13 @@ class Chhabra(PDE):
     channel_names: ClassVar = ("a", "i")
     parameter_names: ClassVar = ("D_a", "D_i", "production_a", "production_i", "saturation", "decay_a", "decay_i")
     nonnegative: ClassVar = parameter_names
-    simulation: ClassVar = dict(t_end=5000.0, dt=0.1, method="heun", size=64, frames=51)
+    simulation: ClassVar = dict(t_end=5000.0, dt=0.1, size=64, frames=51)
 
     def __init__(self, D_a=0.0025, D_i=0.4, production_a=0.01, production_i=0.01, saturation=1.0,
                  decay_a=0.001, decay_i=0.008, dx: float = 0.5, boundary: str = "periodic"):
         for name, value in dict(D_a=D_a, D_i=D_i, production_a=production_a, production_i=production_i,
                                 saturation=saturation, decay_a=decay_a, decay_i=decay_i).items():
-            setattr(self, name, _float_array(value, name))
+            setattr(self, name, float_parameter(value, name))
         self.dx, self.boundary = dx, boundary
 
     def __call__(self, t, u, args=None):
@@ -139,12 +139,12 @@ class HillenPainter(PDE):
     channel_names: ClassVar = ("c", "s")
     parameter_names: ClassVar = ("D_c", "chi", "gamma", "alpha", "r", "phi")
     nonnegative: ClassVar = ("D_c", "gamma", "alpha", "r", "phi")
-    simulation: ClassVar = dict(t_end=100.0, dt=0.01, method="heun", size=64, frames=51)
+    simulation: ClassVar = dict(t_end=100.0, dt=0.01, size=64, frames=51)
 
     def __init__(self, D_c=0.1, chi=5.0, gamma=10.0, alpha=0.5, r=0.1, phi=1.0, dx: float = 0.25,
                  boundary: str = "periodic"):
         for name, value in dict(D_c=D_c, chi=chi, gamma=gamma, alpha=alpha, r=r, phi=phi).items():
-            setattr(self, name, _float_array(value, name))
+            setattr(self, name, float_parameter(value, name))
         self.dx, self.boundary = dx, boundary
 
     def __call__(self, t, u, args=None):
@@ -171,10 +171,10 @@ class CahnHilliard(PDE):
     channel_names: ClassVar = ("X",)
     parameter_names: ClassVar = ("D", "gamma")
     nonnegative: ClassVar = ("D", "gamma")
-    simulation: ClassVar = dict(t_end=5000.0, dt=0.5, method="heun", size=64, frames=51)
+    simulation: ClassVar = dict(t_end=5000.0, dt=0.5, size=64, frames=51)
 
     def __init__(self, D=0.1, gamma=1.0, dx: float = 1.5, boundary: str = "periodic"):
-        self.D, self.gamma = _float_array(D, "D"), _float_array(gamma, "gamma")
+        self.D, self.gamma = float_parameter(D, "D"), float_parameter(gamma, "gamma")
         self.dx, self.boundary = dx, boundary
 
     def __call__(self, t, u, args=None):
@@ -199,11 +199,11 @@ class FitzHughNagumo(PDE):
     channel_names: ClassVar = ("u", "v")
     parameter_names: ClassVar = ("D_u", "D_v", "tau", "k")
     nonnegative: ClassVar = ("D_u", "D_v", "tau")
-    simulation: ClassVar = dict(t_end=20.0, dt=0.001, method="heun", size=64, frames=41)
+    simulation: ClassVar = dict(t_end=20.0, dt=0.001, size=64, frames=41)
 
     def __init__(self, D_u=2.8, D_v=50.0, tau=0.1, k=-0.005, dx: float = 1.5, boundary: str = "periodic"):
         for name, value in dict(D_u=D_u, D_v=D_v, tau=tau, k=k).items():
-            setattr(self, name, _float_array(value, name))
+            setattr(self, name, float_parameter(value, name))
         self.dx, self.boundary = dx, boundary
 
     def __call__(self, t, x, args=None):
@@ -230,11 +230,11 @@ class Schnakenberg(PDE):
     channel_names: ClassVar = ("u", "v")
     parameter_names: ClassVar = ("D_u", "D_v", "a", "b", "gamma")
     nonnegative: ClassVar = parameter_names
-    simulation: ClassVar = dict(t_end=100.0, dt=0.01, method="heun", size=64, frames=51)
+    simulation: ClassVar = dict(t_end=100.0, dt=0.01, size=64, frames=51)
 
     def __init__(self, D_u=1.0, D_v=40.0, a=0.1, b=0.9, gamma=2.0, dx: float = 1.0, boundary: str = "periodic"):
         for name, value in dict(D_u=D_u, D_v=D_v, a=a, b=b, gamma=gamma).items():
-            setattr(self, name, _float_array(value, name))
+            setattr(self, name, float_parameter(value, name))
         self.dx, self.boundary = dx, boundary
 
     def __call__(self, t, x, args=None):
@@ -259,10 +259,10 @@ class FisherKPP(PDE):
     channel_names: ClassVar = ("u",)
     parameter_names: ClassVar = ("D", "r")
     nonnegative: ClassVar = ("D", "r")
-    simulation: ClassVar = dict(t_end=30.0, dt=0.05, method="heun", size=64, frames=31)
+    simulation: ClassVar = dict(t_end=30.0, dt=0.05, size=64, frames=31)
 
     def __init__(self, D=1.0, r=1.0, dx: float = 1.0, boundary: str = "reflect"):
-        self.D, self.r = _float_array(D, "D"), _float_array(r, "r")
+        self.D, self.r = float_parameter(D, "D"), float_parameter(r, "r")
         self.dx, self.boundary = dx, boundary
 
     def __call__(self, t, u, args=None):

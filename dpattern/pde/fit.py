@@ -206,8 +206,6 @@ class ShootingTask(Task):
         fig = comparison_figure(np.asarray(self.times[:self.window + 1]), np.asarray(self.data[:self.window + 1, 0]),
                                 np.asarray(ys[:, :self.observed]))
         logger.figure("prediction/window", fig, step)
-        from dpattern.inspect.pde import log_figures      # term maps and coefficients, or uncertainties
-        log_figures(model, self, state, step, logger)
 
 # %% ../../nbs/pde/03_fit.ipynb #2ba34261
 @eqx.filter_jit
@@ -228,17 +226,9 @@ def _by_field(tree, fn):
 
 
 def keep_nonnegative(names: Sequence[str]) -> optax.GradientTransformation:
-    "Project the parameters in the named fields onto $\\ge 0$: rewrite their update so that `params + update >= 0`. Apply last."
+    "`optax.keep_params_nonnegative` on the named top-level fields only: `params + update >= 0` there. Apply last."
     names = frozenset(names)
-
-    def update(updates, state, params=None):
-        if params is None:
-            raise ValueError("keep_nonnegative needs the current parameters (optimiser.update(grads, state, params))")
-        out = jax.tree_util.tree_map_with_path(
-            lambda path, u, p: jnp.maximum(p + u, 0) - p if _field_name(path) in names else u, updates, params)
-        return out, state
-
-    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+    return optax.masked(optax.keep_params_nonnegative(), lambda params: _by_field(params, lambda n, x: n in names))
 
 
 def scale_by_magnitude(floor: float = 1e-8) -> optax.GradientTransformation:
@@ -250,6 +240,7 @@ def scale_by_magnitude(floor: float = 1e-8) -> optax.GradientTransformation:
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
+# %% ../../nbs/pde/03_fit.ipynb #a71e2f05
 def trainable_fields(model) -> list[str]:
     "Top-level fields of `model` that hold trainable arrays (for a classic PDE: its parameter names)."
     params, _ = model.partition()
@@ -319,7 +310,7 @@ def fit(
     classic = bool(model.parameter_names)
     window = (1 if classic else 4) if window is None else window
     batch_size = (16 if classic else 4) if batch_size is None else batch_size
-    solver = solver or Solver(method=model.simulation.get("method", "heun"), dt=model.simulation["dt"])
+    solver = solver or Solver(dt=model.simulation["dt"])
     task = ShootingTask(t, u, window=window, batch_size=batch_size, hidden=hidden, solver=solver, loss=loss)
     optimiser = optimiser or fit_optimiser(model, steps, learning_rate, fit)
     key = jax.random.key(0) if key is None else key

@@ -13,13 +13,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core.model import Model
+from ..core.mlp import MLP, dense_leading
 from ..core.operators import divergence, flux_diffusion
 from .solver import PDE
 
 # %% auto #0
-__all__ = ['ACTIVATIONS', 'TERMS', 'monomials', 'polynomial_features', 'PixelMLP', 'inverse_softplus', 'NeuralRDA',
-           'NeuralChemotaxis']
+__all__ = ['TERMS', 'monomials', 'polynomial_features', 'PixelMLP', 'inverse_softplus', 'NeuralRDA', 'NeuralChemotaxis']
 
 # %% ../../nbs/pde/02_neural.ipynb #f9249bb4
 def monomials(n_vars: int, degree: int) -> list[tuple[int, ...]]:
@@ -38,43 +37,30 @@ def polynomial_features(x: jax.Array, degree: int) -> jax.Array:
     return jnp.concatenate(feats)
 
 # %% ../../nbs/pde/02_neural.ipynb #b438cfdf
-ACTIVATIONS = ("tanh", "relu", "gelu", "silu", "softplus")
-
-
-class PixelMLP(Model):
+class PixelMLP(MLP):
     "The same MLP at every pixel: `[F, H, W] -> [O, H, W]`, hidden layers of `width` with `activation`."
-
-    n_in: int = eqx.field(static=True)
-    n_out: int = eqx.field(static=True)
-    width: int = eqx.field(static=True)
-    layers: int = eqx.field(static=True)
-    activation: str = eqx.field(static=True)
-    final_bias: float = eqx.field(static=True)
-    weights: list
-    biases: list
 
     def __init__(self, n_in: int, n_out: int, width: int = 32, layers: int = 1, activation: str = "tanh",
                  final_bias: float = 0.0, *, key: jax.Array):
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; expected one of {', '.join(ACTIVATIONS)}")
-        if width < 1 or layers < 0:
-            raise ValueError(f"need width >= 1 and layers >= 0, got width={width}, layers={layers}")
-        self.n_in, self.n_out, self.width, self.layers = n_in, n_out, width, layers
-        self.activation, self.final_bias = activation, final_bias
-        sizes = [n_in] + [width] * layers
-        keys = jax.random.split(key, max(layers, 1))
-        self.weights = [jax.random.normal(k, (o, i)) / np.sqrt(i) for k, i, o in zip(keys, sizes[:-1], sizes[1:])]
-        self.weights.append(jnp.zeros((n_out, sizes[-1])))
-        self.biases = [jnp.zeros(o) for o in sizes[1:]] + [jnp.full(n_out, float(final_bias))]
+        # one hidden layer draws from the first key of a split, as in every PixelMLP so far
+        key = jax.random.split(key, 1)[0] if layers == 1 else key
+        super().__init__(n_in, n_out, width, layers, activation, final_bias, key=key)
 
     def __call__(self, f: jax.Array) -> jax.Array:
-        act = getattr(jax.nn, self.activation)
-        h = f
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            h = jnp.einsum("oi,i...->o...", w, h) + b.reshape(-1, *([1] * (h.ndim - 1)))
-            if i < len(self.weights) - 1:
-                h = act(h)
-        return h
+        "Features `f [F, H, W]` to outputs `[O, H, W]`."
+        return super().__call__(f, dense=dense_leading)
+
+    def former_arrays(self, stored: dict) -> dict:
+        "Weights saved output-major as `.weights[l]` (and `.biases[l]`) by earlier versions."
+        out = {}
+        for k, v in stored.items():
+            if k.startswith(".weights["):
+                out[".w[" + k[len(".weights["):]] = v.T
+            elif k.startswith(".biases["):
+                out[".b[" + k[len(".biases["):]] = v
+            else:
+                out[k] = v
+        return out
 
 
 def inverse_softplus(y: float) -> float:
@@ -129,7 +115,7 @@ class NeuralRDA(PDE):
             self.reaction = mk(kr, 2 * self.channels, 0.0)
             bias = jnp.concatenate([jnp.full(self.channels, inverse_softplus(1e-4)),
                                     jnp.full(self.channels, inverse_softplus(1e-2))])
-            self.reaction = eqx.tree_at(lambda m: m.biases[-1], self.reaction, bias)
+            self.reaction = eqx.tree_at(lambda m: m.b[-1], self.reaction, bias)
         else:
             self.reaction = None
         self.diffusion = (mk(kd, self.channels, inverse_softplus(init_diffusion * dx * dx))
@@ -200,8 +186,8 @@ class NeuralChemotaxis(PDE):
         n_in = len(monomials(cells + signals, degree))
         kc, ks = jax.random.split(key)
         self.cell_terms = PixelMLP(n_in, cells * (2 + signals), width, layers, activation, 0.0, key=kc)
-        bias = self.cell_terms.biases[-1].at[:cells].set(inverse_softplus(init_motility * dx * dx))
-        self.cell_terms = eqx.tree_at(lambda m: m.biases[-1], self.cell_terms, bias)
+        bias = self.cell_terms.b[-1].at[:cells].set(inverse_softplus(init_motility * dx * dx))
+        self.cell_terms = eqx.tree_at(lambda m: m.b[-1], self.cell_terms, bias)
         self.signal_terms = PixelMLP(n_in, 2 * signals, width, layers, activation, inverse_softplus(1e-3), key=ks)
         self.signal_diffusion = jnp.full(signals, inverse_softplus(init_signal_diffusion * dx * dx))
 

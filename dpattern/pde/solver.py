@@ -18,7 +18,7 @@ from ..core.model import Model
 from ..core.operators import check_boundary, laplacian
 
 # %% auto #0
-__all__ = ['METHODS', 'ADJOINTS', 'PDE', 'Heat', 'SolveError', 'Solver', 'check_times', 'solve', 'simulate']
+__all__ = ['float_parameter', 'PDE', 'Heat', 'SolveError', 'Solver', 'check_times', 'solve', 'simulate']
 
 # %% ../../nbs/pde/00_solver.ipynb #6c5c74a7
 def _is_concrete(x) -> bool:
@@ -26,7 +26,7 @@ def _is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
-def _float_array(value, name: str) -> jax.Array:
+def float_parameter(value, name: str) -> jax.Array:
     "A parameter value as a floating-point array of the default precision (float64 only under x64)."
     try:
         a = jnp.asarray(value)
@@ -49,7 +49,7 @@ class PDE(Model):
     channel_names: ClassVar[tuple[str, ...]] = ()  # one name per channel; empty: any number of channels
     parameter_names: ClassVar[tuple[str, ...]] = ()  # the named physical parameters (array fields)
     nonnegative: ClassVar[tuple[str, ...]] = ()  # parameters that must be >= 0
-    simulation: ClassVar[dict] = dict(t_end=100.0, dt=0.1, method="heun", size=64, frames=51)
+    simulation: ClassVar[dict] = dict(t_end=100.0, dt=0.1, size=64, frames=51)
 
     def __call__(self, t, u: jax.Array, args=None) -> jax.Array:
         "The time derivative `du/dt [C, H, W]` of the state `u [C, H, W]` at time `t`."
@@ -98,7 +98,7 @@ class PDE(Model):
             raise ValueError(f"{type(self).__name__} has no parameter {', '.join(map(repr, unknown))}; "
                              f"its parameters are {', '.join(self.parameter_names)}")
         names = list(values)
-        new = [_float_array(values[n], n).astype(getattr(self, n).dtype) for n in names]
+        new = [float_parameter(values[n], n).astype(getattr(self, n).dtype) for n in names]
         for n, v in zip(names, new):
             self._check_parameter(n, v)
         return eqx.tree_at(lambda m: [getattr(m, n) for n in names], self, new)
@@ -124,10 +124,10 @@ class Heat(PDE):
     D: jax.Array
     parameter_names: ClassVar = ("D",)
     nonnegative: ClassVar = ("D",)
-    simulation: ClassVar = dict(t_end=50.0, dt=0.5, method="heun", size=64, frames=26)
+    simulation: ClassVar = dict(t_end=50.0, dt=0.5, size=64, frames=26)
 
     def __init__(self, D=1.0, dx: float = 1.0, boundary: str = "periodic"):
-        self.D = _float_array(D, "D")
+        self.D = float_parameter(D, "D")
         self.dx, self.boundary = dx, boundary
 
     def __call__(self, t, u, args=None):
@@ -138,42 +138,51 @@ class Heat(PDE):
         return jax.random.uniform(key, (1, *shape))
 
 # %% ../../nbs/pde/00_solver.ipynb #0de42c3d
-METHODS = {"euler": diffrax.Euler, "heun": diffrax.Heun, "midpoint": diffrax.Midpoint,
-           "ralston": diffrax.Ralston, "bosh3": diffrax.Bosh3, "tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5}
-ADJOINTS = ("checkpoint", "direct", "forward")
-
-
 class SolveError(RuntimeError):
     "A PDE solve exceeded its step budget or produced non-finite values."
 
 
-class Solver(eqx.Module):
-    "Time integration settings for a `PDE`; `solver(model, u0, ts)` returns the states at times `ts`."
+def _is_adaptive(controller) -> bool:
+    return isinstance(controller, diffrax.AbstractAdaptiveStepSizeController)
 
-    method: str = eqx.field(default="heun", static=True)  # one of METHODS
+
+class Solver(eqx.Module):
+    """Time integration of a `PDE` with diffrax's own objects; `solver(model, u0, ts)` returns the states at `ts`.
+
+    `stepsize_controller=diffrax.ConstantStepSize()` cuts each output interval into equal steps of at most `dt`;
+    an adaptive controller (e.g. `diffrax.PIDController(rtol=1e-4, atol=1e-6)`) starts from `dt` and is clipped
+    so that its steps land on the output times."""
+
+    solver: diffrax.AbstractSolver = eqx.field(default_factory=diffrax.Heun, static=True)
     dt: float = eqx.field(default=0.1, static=True)  # fixed step (adaptive: the first step)
-    adaptive: bool = eqx.field(default=False, static=True)  # PID step-size control on rtol/atol
-    rtol: float = eqx.field(default=1e-4, static=True)
-    atol: float = eqx.field(default=1e-6, static=True)
+    stepsize_controller: diffrax.AbstractStepSizeController = eqx.field(
+        default_factory=diffrax.ConstantStepSize, static=True)
+    adjoint: diffrax.AbstractAdjoint = eqx.field(default_factory=diffrax.RecursiveCheckpointAdjoint, static=True)
     max_steps: int | None = eqx.field(default=None, static=True)  # step budget (None: see `step_budget`)
-    adjoint: str = eqx.field(default="checkpoint", static=True)  # "checkpoint", "direct" or "forward"
-    checkpoints: int | None = eqx.field(default=None, static=True)  # for the checkpoint adjoint
     throw: bool = eqx.field(default=True, static=True)  # raise on failure (else return the failed solve)
 
     def __check_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"unknown solver method {self.method!r}; expected one of {', '.join(METHODS)}")
+        if not isinstance(self.solver, diffrax.AbstractSolver):
+            raise TypeError(f"solver must be a diffrax solver such as diffrax.Heun(), got {self.solver!r}")
         if not (isinstance(self.dt, (int, float)) and math.isfinite(self.dt) and self.dt > 0):
             raise ValueError(f"time step dt must be a positive number, got {self.dt!r}")
-        if self.adaptive and self.method == "euler":
-            raise ValueError("the euler method has no error estimate, so it cannot be adaptive; "
-                             "use heun, bosh3, tsit5 or dopri5")
-        if not (self.rtol > 0 and self.atol > 0):
-            raise ValueError(f"rtol and atol must be > 0, got {self.rtol}, {self.atol}")
-        if self.adjoint not in ADJOINTS:
-            raise ValueError(f"unknown adjoint {self.adjoint!r}; expected one of {', '.join(ADJOINTS)}")
+        c = self.stepsize_controller
+        if not (isinstance(c, diffrax.ConstantStepSize) or _is_adaptive(c)):
+            raise TypeError(f"stepsize_controller must be diffrax.ConstantStepSize() or an adaptive controller "
+                            f"such as diffrax.PIDController(rtol=..., atol=...), got {c!r}")
+        if _is_adaptive(c) and not isinstance(self.solver, diffrax.AbstractAdaptiveSolver):
+            raise ValueError(f"{type(self.solver).__name__} has no error estimate, so it cannot take adaptive "
+                             f"steps; use diffrax.Heun(), Bosh3(), Tsit5() or Dopri5()")
+        if not isinstance(self.adjoint, diffrax.AbstractAdjoint):
+            raise TypeError(f"adjoint must be a diffrax adjoint such as diffrax.RecursiveCheckpointAdjoint(), "
+                            f"got {self.adjoint!r}")
         if self.max_steps is not None and (int(self.max_steps) != self.max_steps or self.max_steps < 1):
             raise ValueError(f"max_steps must be a positive integer or None, got {self.max_steps!r}")
+
+    @property
+    def adaptive(self) -> bool:
+        "True if the step-size controller adapts the step."
+        return _is_adaptive(self.stepsize_controller)
 
     def steps_per_interval(self, max_interval: float) -> int:
         "Fixed steps per output interval: the interval cut into equal steps no longer than `dt`."
@@ -186,87 +195,87 @@ class Solver(eqx.Module):
             return int(self.max_steps)
         return fixed if not self.adaptive else max(4096, 16 * fixed)
 
-    def _adjoint(self):
-        if self.adjoint == "checkpoint":
-            return diffrax.RecursiveCheckpointAdjoint(self.checkpoints)
-        return diffrax.DirectAdjoint() if self.adjoint == "direct" else diffrax.ForwardMode()
-
-    def solution(self, model: PDE, u0: jax.Array, ts: jax.Array, max_interval: float | None = None,
-                 args=None) -> diffrax.Solution:
+    def solution(self, model: PDE, u0: jax.Array, ts, max_interval: float | None = None, args=None) -> diffrax.Solution:
         "The raw diffrax `Solution` for one state `u0 [C, H, W]` (no failure checks); see `__call__`."
-        if max_interval is None:
-            max_interval = self._concrete_interval(ts)
-        ts = jnp.asarray(ts, dtype=jnp.result_type(u0.dtype, jnp.float32))
-        n = self.steps_per_interval(max_interval)
-        budget = self.step_budget(ts.shape[0], max_interval)
-        if self.adaptive:
-            controller = diffrax.ClipStepSizeController(diffrax.PIDController(rtol=self.rtol, atol=self.atol),
-                                                        step_ts=ts)
-            dt0 = self.dt
-        else:
-            needed = (ts.shape[0] - 1) * n
-            if needed > budget:
-                raise SolveError(f"the solve needs {needed} fixed steps of at most dt={self.dt} but the step budget "
-                                 f"is max_steps={budget}; raise max_steps or dt")
-            frac = jnp.arange(n, dtype=ts.dtype) / n
-            grid = jnp.concatenate([(ts[:-1, None] + jnp.diff(ts)[:, None] * frac).ravel(), ts[-1:]])
-            controller, dt0 = diffrax.StepTo(ts=grid), None
-        return diffrax.diffeqsolve(
-            diffrax.ODETerm(model), METHODS[self.method](), ts[0], ts[-1], dt0, u0, args,
-            saveat=diffrax.SaveAt(ts=ts), stepsize_controller=controller, adjoint=self._adjoint(),
-            max_steps=budget, throw=False)
-
-    @staticmethod
-    def _concrete_interval(ts) -> float:
-        if not _is_concrete(ts):
-            raise ValueError("the output times are traced (inside jit/grad/vmap), so pass max_interval, the "
-                             "largest gap between consecutive times, to fix the number of steps")
-        return float(np.max(np.diff(np.asarray(ts))))
+        return _solution(self, model, u0, ts, max_interval, args)
 
     def __call__(self, model: PDE, u0: jax.Array, ts, max_interval: float | None = None, args=None) -> jax.Array:
-        "Solve from `u0 [C, H, W]` (or `[B, C, H, W]`) and return the states at `ts`: `[T, C, H, W]` (or `[T, B, C, H, W]`)."
-        if not isinstance(model, PDE):
-            raise TypeError(f"model must be a dpattern PDE, got {type(model).__name__}")
-        model.check_state(u0)
-        check_times(ts)
-        if max_interval is None:
-            max_interval = self._concrete_interval(ts)   # before jnp.asarray: NumPy times stay concrete in jit
-        u0, ts = jnp.asarray(u0), jnp.asarray(ts)
-        if u0.ndim == 4:
-            return jax.vmap(lambda u: self(model, u, ts, max_interval, args), out_axes=1)(u0)
-        sol = self.solution(model, u0, ts, max_interval, args)
-        ys = sol.ys
-        if not self.throw:
-            return ys
-        finite = jnp.all(jnp.isfinite(ys))
-        ok = sol.result == diffrax.RESULTS.successful
-        if _is_concrete(ys):
-            if not bool(ok):
-                raise SolveError(_failure_message(self, sol.result, ts))
-            if not bool(finite):
-                bad = np.flatnonzero(~np.isfinite(np.asarray(ys)).reshape(ys.shape[0], -1).all(axis=1))
-                raise SolveError(_nonfinite_message(self, float(ts[bad[0]])))
-            return ys
-        ys = eqx.error_if(ys, ~ok, _failure_message(self, None, None))
-        return eqx.error_if(ys, ~finite, _nonfinite_message(self, None))
+        "Solve from `u0 [C, H, W]` (or `[B, C, H, W]`): the states at `ts`, `[T, C, H, W]` (or `[T, B, C, H, W]`)."
+        return _solve_checked(self, model, u0, ts, max_interval, args)
 
 
-def _failure_message(solver: Solver, result, ts) -> str:
+# %% ../../nbs/pde/00_solver.ipynb #d4db0a3d
+def _concrete_interval(ts) -> float:
+    if not _is_concrete(ts):
+        raise ValueError("the output times are traced (inside jit/grad/vmap), so pass max_interval, the "
+                         "largest gap between consecutive times, to fix the number of steps")
+    return float(np.max(np.diff(np.asarray(ts))))
+
+
+def _solution(s: Solver, model, u0, ts, max_interval, args) -> diffrax.Solution:
+    if max_interval is None:
+        max_interval = _concrete_interval(ts)
+    ts = jnp.asarray(ts, dtype=jnp.result_type(u0.dtype, jnp.float32))
+    n = s.steps_per_interval(max_interval)
+    budget = s.step_budget(ts.shape[0], max_interval)
+    if s.adaptive:
+        controller, dt0 = diffrax.ClipStepSizeController(s.stepsize_controller, step_ts=ts), s.dt
+    else:
+        needed = (ts.shape[0] - 1) * n
+        if needed > budget:
+            raise SolveError(f"the solve needs {needed} fixed steps of at most dt={s.dt} but the step budget "
+                             f"is max_steps={budget}; raise max_steps or dt")
+        frac = jnp.arange(n, dtype=ts.dtype) / n
+        grid = jnp.concatenate([(ts[:-1, None] + jnp.diff(ts)[:, None] * frac).ravel(), ts[-1:]])
+        controller, dt0 = diffrax.StepTo(ts=grid), None
+    return diffrax.diffeqsolve(diffrax.ODETerm(model), s.solver, ts[0], ts[-1], dt0, u0, args,
+                               saveat=diffrax.SaveAt(ts=ts), stepsize_controller=controller, adjoint=s.adjoint,
+                               max_steps=budget, throw=False)
+
+
+def _solve_checked(s: Solver, model, u0, ts, max_interval, args) -> jax.Array:
+    if not isinstance(model, PDE):
+        raise TypeError(f"model must be a dpattern PDE, got {type(model).__name__}")
+    model.check_state(u0)
+    check_times(ts)
+    if max_interval is None:
+        max_interval = _concrete_interval(ts)   # before jnp.asarray: NumPy times stay concrete in jit
+    u0, ts = jnp.asarray(u0), jnp.asarray(ts)
+    if u0.ndim == 4:
+        return jax.vmap(lambda u: _solve_checked(s, model, u, ts, max_interval, args), out_axes=1)(u0)
+    sol = _solution(s, model, u0, ts, max_interval, args)
+    ys = sol.ys
+    if not s.throw:
+        return ys
+    finite, ok = jnp.all(jnp.isfinite(ys)), sol.result == diffrax.RESULTS.successful
+    if _is_concrete(ys):
+        if not bool(ok):
+            raise SolveError(_failure_message(s, sol.result, ts))
+        if not bool(finite):
+            bad = np.flatnonzero(~np.isfinite(np.asarray(ys)).reshape(ys.shape[0], -1).all(axis=1))
+            raise SolveError(_nonfinite_message(s, float(ts[bad[0]])))
+        return ys
+    ys = eqx.error_if(ys, ~ok, _failure_message(s, None, None))
+    return eqx.error_if(ys, ~finite, _nonfinite_message(s, None))
+
+
+def _failure_message(s: Solver, result, ts) -> str:
     what = "the solve failed" if result is None else f"the solve stopped early ({result})"
     span = "" if ts is None else f" over t in [{float(ts[0]):g}, {float(ts[-1]):g}]"
     hint = ("raise max_steps, or loosen rtol/atol; a step size that keeps shrinking means the solution is "
-            "blowing up" if solver.adaptive else "raise max_steps or dt")
+            "blowing up" if s.adaptive else "raise max_steps or dt")
     return f"{what}{span}: it exceeded the step budget or could not take a step; {hint}"
 
 
-def _nonfinite_message(solver: Solver, t) -> str:
+def _nonfinite_message(s: Solver, t) -> str:
     at = "" if t is None else f" by t = {t:g}"
-    return (f"the solution became non-finite (NaN or inf){at} with method={solver.method}, dt={solver.dt}"
-            f"{', adaptive' if solver.adaptive else ''}: the step is probably above the stability limit "
+    return (f"the solution became non-finite (NaN or inf){at} with {type(s.solver).__name__}, dt={s.dt}"
+            f"{', adaptive' if s.adaptive else ''}: the step is probably above the stability limit "
             f"(roughly D*dt/dx^2 < 1/2 for diffusion) or the parameters make the PDE blow up; try a smaller "
-            f"dt or adaptive=True")
+            f"dt or an adaptive step-size controller")
 
 
+# %% ../../nbs/pde/00_solver.ipynb #b32182c4
 def check_times(ts) -> None:
     "Raise a clear `ValueError` unless `ts` is a 1-D, strictly increasing, finite array of at least two times."
     if np.ndim(ts) != 1 or np.shape(ts)[0] < 2:
@@ -285,9 +294,9 @@ def solve(model: PDE, u0: jax.Array, ts, **options) -> jax.Array:
 
 
 def simulate(model: PDE, key: jax.Array, size: int | None = None, t_end: float | None = None,
-             frames: int | None = None, **options) -> tuple[np.ndarray, jax.Array]:
+             frames: int | None = None, solver: Solver | None = None) -> tuple[np.ndarray, jax.Array]:
     """Solve `model` from its `initial_condition(key)` on a `size`-square grid to `t_end`, saving `frames`
-    evenly spaced states; unset arguments (and the solver's `dt` and `method`) come from `model.simulation`.
+    evenly spaced states; unset arguments come from `model.simulation` (`solver`: Heun at its `dt`).
     Returns `(t [frames], u [frames, C, size, size])`."""
     sim = {**PDE.simulation, **model.simulation}
     size, t_end, frames = (sim[k] if v is None else v for k, v in
@@ -298,7 +307,9 @@ def simulate(model: PDE, key: jax.Array, size: int | None = None, t_end: float |
         raise ValueError(f"frames must be an integer >= 2, got {frames!r}")
     if not (math.isfinite(t_end) and t_end > 0):
         raise ValueError(f"t_end must be a positive number, got {t_end!r}")
-    options = {"dt": sim["dt"], "method": sim["method"], **options}
-    solver = Solver(**options)
+    solver = Solver(dt=sim["dt"]) if solver is None else solver
+    if not isinstance(solver, Solver):
+        raise TypeError(f"solver must be a dpattern Solver, got {type(solver).__name__}")
     ts = np.linspace(0.0, float(t_end), int(frames))
     return ts, solver(model, model.initial_condition(key, (int(size), int(size))), ts)
+
