@@ -258,3 +258,10 @@ def test_metrics_are_strict_json_and_inspect_reads_the_manifest(tmp_path, finish
     r = dpattern("inspect", run, "--out", tmp_path / "figs")
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "figs" / "inspect.json").read_text())["kind"] == "nca-train"
+
+
+def test_divergence_is_named(tmp_path):
+    "A learning rate that makes training blow up: exit 2, divergence and --lr named, no traceback."
+    r = dpattern("nca", "train", *TINY, "--lr", "1e6", "--iters", "20", "--out", tmp_path / "run")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "diverged" in r.stderr and "--lr 1e+06" in r.stderr and "no live cells" not in r.stderr, r.stderr
