@@ -73,10 +73,9 @@ def test_cli_rejects_bad_input_before_writing(tmp_path):
     blank = tmp_path / "blank.png"
     Image.new("RGBA", (40, 40), (0, 0, 0, 0)).save(blank)
     cases = [
-        (["abm", "simulate", "physarum", "--agents", "0"], "argument --agents: expected a positive integer"),
         (["abm", "simulate", "physarum", "--agents", str(10**13)], "of memory is available"),
         (["abm", "simulate", "physarum", "--size", "2"], "--size must be an integer >= 3"),
-        (["abm", "train", "--agents", "0"], "argument --agents: expected a positive integer"),
+        (["abm", "train", "--size", "2"], "--size must be an integer >= 3"),
         (["abm", "train", "--agents", str(10**13)], "of memory is available"),
         (["abm", "train", "--target", str(blank)], "has no foreground"),
         (["abm", "train", "--target", str(tmp_path / "missing.png")], "unknown image"),
