@@ -11,7 +11,7 @@ __all__ = ['WALLS', 'check_walls', 'wrap', 'fold', 'apply_walls', 'reflect_headi
            'sinkhorn_divergence', 'silhouette', 'target_cloud', 'coordinate_channels', 'formation_agents',
            'FormationTask']
 
-# %% ../../nbs/abm/index.ipynb #44f8fb79
+# %% ../../nbs/abm/index.ipynb #abm0003
 from dpattern.abm.agents import (
     WALLS, check_walls, wrap, fold, apply_walls, reflect_headings, bilinear, splat, sample, diffuse,
     AgentState, random_agents, memory_estimate, available_memory, check_agents, AgentModel,

@@ -23,7 +23,7 @@ __all__ = ['Augmentation', 'random_shift', 'add_noise', 'disc_mask', 'disc_damag
            'constrain_replicated', 'LATEST', 'BEST', 'Task', 'normalise_gradients', 'default_optimiser',
            'TrainingDiverged', 'TrainResult', 'read_training_header', 'train']
 
-# %% ../../nbs/core/index.ipynb #2e6b0731
+# %% ../../nbs/core/index.ipynb #core0003
 from dpattern.core.augment import (
     Augmentation, random_shift, add_noise, disc_mask, disc_damage, random_crop, chain, per_sample,
 )

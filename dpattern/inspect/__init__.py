@@ -14,7 +14,7 @@ __all__ = ['feature_kinds', 'environment_channels', 'sensed_features', 'response
            'cluster_scores', 'gauss_newton', 'parameter_uncertainty', 'loss_landscape', 'plot_landscape',
            'plot_uncertainty', 'model_states', 'pde_figures']
 
-# %% ../../nbs/inspect/index.ipynb #9884cd17
+# %% ../../nbs/inspect/index.ipynb #insp0003
 from dpattern.inspect.abm import (
     feature_kinds, environment_channels, sensed_features, response_curves, plot_responses, density,
     density_field_correlation, plot_density_fields, rollout_from_random, abm_figures,

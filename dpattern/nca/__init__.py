@@ -13,7 +13,7 @@ __all__ = ['fast_rollout', 'GRADIENTS', 'seed_state', 'NCA', 'KERNELS', 'PERCEPT
            'gaussian_basis', 'KANUpdate', 'render', 'render_grid', 'upscale', 'gif_frames', 'save_gif', 'plot_hidden',
            'kernel_weights', 'plot_weights', 'plot_losses', 'summary_figure', 'erase_disc', 'Regrow']
 
-# %% ../../nbs/nca/index.ipynb #9134d633
+# %% ../../nbs/nca/index.ipynb #nca0003
 from dpattern.nca.fast_gradient import (
     fast_rollout,
 )

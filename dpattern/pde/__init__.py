@@ -13,7 +13,7 @@ __all__ = ['MODELS', 'smooth_noise', 'GrayScott', 'Chhabra', 'HillenPainter', 'C
            'load_fit_data', 'build_fit_model', 'fit_solver', 'run_fit', 'write_fit_outputs', 'float_parameter', 'PDE',
            'Heat', 'SolveError', 'Solver', 'check_times', 'solve', 'simulate']
 
-# %% ../../nbs/pde/index.ipynb #eede7faf
+# %% ../../nbs/pde/index.ipynb #pde0003
 from dpattern.pde.classic import (
     MODELS, smooth_noise, GrayScott, Chhabra, HillenPainter, CahnHilliard, FitzHughNagumo, Schnakenberg,
     FisherKPP, model_class_by_name, make_model,
