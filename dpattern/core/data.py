@@ -15,7 +15,7 @@ import numpy as np
 __all__ = ['IMAGE_NAMES', 'MODES', 'load_image', 'to_rgb', 'load_sequence', 'load_texture', 'add_hidden', 'stack_same_size',
            'check_state', 'normalise']
 
-# %% ../../nbs/core/05_data.ipynb #976a2bbd
+# %% ../../nbs/core/05_data.ipynb #a1540750
 _NAMED = {
     "logo": "rgba", "horse": "rgba", "astronaut": "rgb", "coffee": "rgb", "cat": "rgb", "chelsea": "rgb",
     "rocket": "rgb", "brick": "gray", "grass": "gray", "gravel": "gray", "camera": "gray", "text": "gray",
@@ -48,7 +48,7 @@ def _read(source) -> tuple[np.ndarray, str | None]:
                          f"({', '.join(IMAGE_NAMES)})")
     return np.asarray(a), default
 
-# %% ../../nbs/core/05_data.ipynb #72852464
+# %% ../../nbs/core/05_data.ipynb #4266bf94
 def _raw(source) -> tuple[np.ndarray, str]:
     "Read an image as float `[H, W, C]` in [0, 1] and its default mode."
     a, default = _read(source)
@@ -68,7 +68,7 @@ def _raw(source) -> tuple[np.ndarray, str]:
         default = {1: "gray", 2: "rgba", 3: "rgb", 4: "rgba"}[a.shape[-1]]
     return np.clip(a, 0, 1), default
 
-# %% ../../nbs/core/05_data.ipynb #7e929096
+# %% ../../nbs/core/05_data.ipynb #abc7d916
 def _to_rgba(a: np.ndarray, transparent_white: bool) -> np.ndarray:
     "Straight-alpha RGBA `[H, W, 4]` from gray, gray+alpha, RGB or RGBA."
     if a.shape[-1] in (1, 3):
