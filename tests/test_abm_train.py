@@ -73,10 +73,10 @@ def test_cli_rejects_bad_input_before_writing(tmp_path):
     blank = tmp_path / "blank.png"
     Image.new("RGBA", (40, 40), (0, 0, 0, 0)).save(blank)
     cases = [
-        (["abm", "simulate", "physarum", "--agents", "0"], "--agents must be an integer >= 1"),
+        (["abm", "simulate", "physarum", "--agents", "0"], "argument --agents: expected a positive integer"),
         (["abm", "simulate", "physarum", "--agents", str(10**13)], "of memory is available"),
         (["abm", "simulate", "physarum", "--size", "2"], "--size must be an integer >= 3"),
-        (["abm", "train", "--agents", "0"], "--agents must be an integer >= 1"),
+        (["abm", "train", "--agents", "0"], "argument --agents: expected a positive integer"),
         (["abm", "train", "--agents", str(10**13)], "of memory is available"),
         (["abm", "train", "--target", str(blank)], "has no foreground"),
         (["abm", "train", "--target", str(tmp_path / "missing.png")], "unknown image"),
@@ -102,7 +102,7 @@ def test_cli_simulate_console_script(tmp_path):
     assert gif.n_frames == 4
     r2 = subprocess.run(["dpattern", "abm", "simulate", "physarum", "--out", str(out)], capture_output=True, text=True,
                         timeout=300)
-    assert r2.returncode == 2 and "already holds a trajectory" in r2.stderr
+    assert r2.returncode == 2 and "already holds a run" in r2.stderr
 
 
 def test_cli_train_writes_run(tmp_path):
@@ -119,7 +119,7 @@ def test_cli_train_writes_run(tmp_path):
     model = load_model(out / "checkpoint_latest.dpt")
     assert isinstance(model, NeuralChemotaxis) and model.environment.values.shape == (2, 32, 32)
     code, _, err = _main(argv)  # the run directory is taken (resuming is the shared trainer's, tested there)
-    assert code == 2 and "already holds a training run" in err
+    assert code == 2 and "already holds a run" in err
 
 
 def test_cli_train_defaults_form_the_shape(tmp_path):

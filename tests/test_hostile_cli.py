@@ -48,6 +48,8 @@ def files(tmp_path_factory):
     "Crafted input files."
     d = tmp_path_factory.mktemp("files")
     Image.fromarray(np.full((1, 1, 4), 200, np.uint8)).save(d / "one.png")
+    Image.new("RGB", (4, 4), (255, 255, 255)).save(d / "white.png")      # white becomes transparent: empty
+    (d / "notes.png").write_text("not an image")
     Image.fromarray(np.zeros((16, 16, 4), np.uint8)).save(d / "clear.png")
     (d / "afile").write_text("x")
     np.savez(d / "complex.npz", u=np.ones((4, 1, 8, 8), np.complex64))
@@ -79,7 +81,9 @@ def _train_cases():
         (["--batch", "100000000"], "--batch 100000000"),
         (["--channels", "100000000"], "--channels 100000000"),
         (["--steps", "100000000"], "--steps 100000000"),
-        (["--target", "{files}/one.png"], "one.png"),
+        (["--target", "{files}/one.png"], "one.png is 1x1 pixels"),
+        (["--target", "{files}/white.png"], "white.png is fully transparent"),
+        (["--target", "{files}/notes.png"], "notes.png"),
         (["--target", "{files}/clear.png"], "clear.png is fully transparent"),
         (["--target", "{files}/missing.npy"], "missing.npy"),
         (["--task", "imitate", "--target", "{files}/complex.npz"], "complex.npz"),
@@ -254,3 +258,10 @@ def test_metrics_are_strict_json_and_inspect_reads_the_manifest(tmp_path, finish
     r = dpattern("inspect", run, "--out", tmp_path / "figs")
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "figs" / "inspect.json").read_text())["kind"] == "nca-train"
+
+
+def test_divergence_is_named(tmp_path):
+    "A learning rate that makes training blow up: exit 2, divergence and --lr named, no traceback."
+    r = dpattern("nca", "train", *TINY, "--lr", "1e6", "--iters", "20", "--out", tmp_path / "run")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "diverged" in r.stderr and "--lr 1e+06" in r.stderr and "no live cells" not in r.stderr, r.stderr

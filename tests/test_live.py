@@ -47,14 +47,19 @@ def _start(h=20, w=24):
     return jax.random.uniform(jax.random.key(2), (12, h, w)) * 0.3
 
 
-@pytest.mark.parametrize("update,boundary", [("mlp", "periodic"), ("mlp", "zero"), ("gated", "periodic"),
-                                             ("gated", "zero"), ("kan", "periodic"), ("mlp", "reflect")])
-def test_page_step_equals_rollout(chromium, update, boundary):
+@pytest.mark.parametrize("update,boundary,renderer", [
+    ("mlp", "periodic", "cpu"), ("mlp", "zero", "cpu"), ("gated", "periodic", "cpu"), ("gated", "zero", "cpu"),
+    ("kan", "periodic", "cpu"), ("mlp", "reflect", "cpu"),
+    # the WebGL2 shaders (here on Chromium's software WebGL; 'auto' picks them only on a hardware GPU)
+    ("mlp", "periodic", "webgl"), ("mlp", "zero", "webgl"), ("gated", "periodic", "webgl"), ("gated", "zero", "webgl"),
+    ("mlp", "replicate", "webgl")])
+def test_page_step_equals_rollout(chromium, update, boundary, renderer):
     x0 = _start()
     # fire rate 1: no masks
     m1 = _nca(update, boundary, 1.0)
     ref1 = np.asarray(m1.rollout(x0, 50, jax.random.key(3)))
-    page = _page(chromium, live(m1, x0, playing=False))
+    page = _page(chromium, live(m1, x0, playing=False, renderer=renderer))
+    assert page.evaluate("window.dpatternLive[0].renderer") == renderer
     page.evaluate("window.dpatternLive[0].step(50)")
     got1 = _state(page, x0.shape)
     np.testing.assert_allclose(got1, ref1, atol=1e-4, rtol=0)
@@ -64,7 +69,7 @@ def test_page_step_equals_rollout(chromium, update, boundary):
     masks = np.stack([np.asarray(m.fire_mask(k, (*x0.shape[1:], 12)))[..., 0] for k in jax.random.split(key, 50)])
     assert 0.4 < masks.mean() < 0.6
     ref = np.asarray(m.rollout(x0, 50, key))
-    page = _page(chromium, live(m, x0, playing=False))
+    page = _page(chromium, live(m, x0, playing=False, renderer=renderer))
     page.evaluate("m => window.dpatternLive[0].step(50, m)", masks.ravel().tolist())
     got = _state(page, x0.shape)
     np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
@@ -190,6 +195,17 @@ def test_brush_seeds_the_second_species(chromium):
     page.context.close()
 
 
+def test_auto_renderer_avoids_software_webgl(chromium):
+    "Chromium here has only a software WebGL (SwiftShader), far slower than the JavaScript step: 'auto' is the CPU."
+    page = _page(chromium, live(_nca("mlp", "periodic", 1.0), _start(), playing=False))
+    gl = page.evaluate("""() => { const g = document.createElement('canvas').getContext('webgl2');
+        const e = g && g.getExtension('WEBGL_debug_renderer_info');
+        return e ? g.getParameter(e.UNMASKED_RENDERER_WEBGL) : ''; }""")
+    expected = "cpu" if any(s in gl.lower() for s in ("swiftshader", "llvmpipe", "software")) else "webgl"
+    assert page.evaluate("window.dpatternLive[0].renderer") == expected, gl
+    assert ("WebGL2" if expected == "webgl" else "CPU") in page.locator(".dpl-info").text_content()
+
+
 def test_bad_input():
     with pytest.raises(ValueError, match="NCA"):
         live(GrayScott())
@@ -197,5 +213,7 @@ def test_bad_input():
         live_pde(_nca("mlp", "periodic", 1.0))
     with pytest.raises(ValueError, match="channels"):
         live(_nca("mlp", "periodic", 1.0), np.zeros((5, 20, 20)))
+    with pytest.raises(ValueError, match="renderer"):
+        live(_nca("mlp", "periodic", 1.0), renderer="gpu")
     with pytest.raises(ValueError, match="unknown parameters"):
         live_pde(GrayScott(), size=16, ranges={"food": (0, 1)})

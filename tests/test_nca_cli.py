@@ -40,7 +40,7 @@ def _bad_inputs(tmp_path):
         (["--target", str(tiny)], "smaller than the 3x3"),
         (["--target", "logoo"], "unknown image 'logoo'"),
         (["--task", "morph", "--target", "logo"], "at least two --target"),
-        (["--task", "texture", "--channels", "0"], "--channels 0 is below"),
+        (["--task", "texture", "--channels", "2"], "--channels 2 is below the 3 visible channels"),
         (["--target", str(tmp_path / "missing.npy")], "does not exist"),
     ]
 

@@ -1,6 +1,6 @@
 """NCA models: per-cell stochastic firing, alive masking, and save/load of every variant.
 
-(The fast rollout gradient is checked against autodiff for every update network in nbs/nca/00_model.ipynb.)"""
+(The fast rollout gradient is checked against autodiff for every update network in nbs/nca/03_fast_gradient.ipynb.)"""
 import equinox as eqx
 import jax
 import jax.numpy as jnp

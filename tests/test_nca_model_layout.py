@@ -140,3 +140,14 @@ def test_names_stay_importable_from_the_nca_model_and_internals_stay_out_of_all(
         assert hasattr(nca_model, name), name
     for name in ("firing_rows", "firing_capacity", "dense_rows", "gather_rows", "scatter_rows"):
         assert name not in nca_model.__all__ and name not in fast_gradient.__all__
+
+
+def test_an_earlier_layout_with_a_missing_array_is_a_checkpoint_error(tmp_path):
+    from dpattern.core.checkpoint import CheckpointError
+    src = ROOT / "nbs/tutorials/abm_horse.dpt"
+    with zipfile.ZipFile(src) as z, zipfile.ZipFile(tmp_path / "cut.dpt", "w") as out:
+        for name in z.namelist():
+            if name != "leaf_00002.npy":          # drop .w_out
+                out.writestr(name, z.read(name))
+    with pytest.raises(CheckpointError):
+        load_model(tmp_path / "cut.dpt")

@@ -6,7 +6,7 @@ import pytest
 
 from dpattern.core.data import load_image, load_texture
 from dpattern.core.train import train
-from dpattern.nca.cli import nca_optimiser
+from dpattern.nca.runs import nca_optimiser
 from dpattern.nca.model import NCA
 from dpattern.nca.tasks import Grow, Morph, Texture, visible_l2
 from dpattern.nca.visualise import erase_disc

@@ -37,7 +37,7 @@ def test_simulate_defaults_work_with_no_arguments(tmp_path):
     (["pde", "simulate", "brusselator"], "unknown model 'brusselator'"),
     (["pde", "simulate", "gray-scott", "--param", "kil=0.1"], "has no parameter 'kil'"),
     (["pde", "simulate", "gray-scott", "--param", "D_b=-0.05"], "D_b must be >= 0"),
-    (["pde", "simulate", "heat", "--method", "rk4"], "unknown solver method"),
+    (["pde", "simulate", "heat", "--method", "rk4"], "--method 'rk4' is not a solver"),
     (["pde", "fit", "--model", "navier-stokes"], "unknown model"),
     (["pde", "fit", "--fit", "feed", "F"], "cannot fit 'F'"),
     (["pde", "fit", "--init", "D_a=-1"], "D_a must be >= 0"),

@@ -19,7 +19,7 @@ from ..core.operators import gradient
 # %% auto #0
 __all__ = ['NeuralAgents', 'NeuralSlime', 'NeuralChemotaxis']
 
-# %% ../../nbs/abm/02_neural.ipynb #20b521f9
+# %% ../../nbs/abm/02_neural.ipynb #9b7b570d
 class NeuralAgents(AgentModel):
     "Base of neural agent models: an MLP from sensed features to speed, turn, deposit and memory."
 
@@ -71,7 +71,7 @@ class NeuralAgents(AgentModel):
         memory = jnp.tanh(memory + o[:, 2 + c:])
         return turn, speed, deposit, memory
 
-
+# %% ../../nbs/abm/02_neural.ipynb #cd8cb659
 class NeuralSlime(NeuralAgents):
     "Neural Physarum: left/front/right sensors ahead of each agent -> learned speed, steering, deposit."
 
@@ -105,7 +105,7 @@ class NeuralSlime(NeuralAgents):
         s = sample(state.field, sensor_positions(state, self.sensor_angle, self.sensor_distance), self.walls)
         return s.reshape(s.shape[0], -1)  # [N, 3C]: left, front, right per channel
 
-
+# %% ../../nbs/abm/02_neural.ipynb #35e5568c
 class NeuralChemotaxis(NeuralAgents):
     "Chemotactic agents: field values and frame-rotated gradients at each agent -> learned speed, turning, deposit."
 

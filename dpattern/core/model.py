@@ -244,7 +244,10 @@ def upgrade_arrays(model: Model, stored: dict[str, np.ndarray]) -> dict[str, np.
 
 def _load_former(path: Path, skeleton: Model, prefix: str, finite: bool) -> Model | None:
     "The model at `path` read through `upgrade_arrays`, or None if that does not make it fit."
-    stored = upgrade_arrays(skeleton, stored_arrays(path, prefix, finite=finite))
+    try:   # any trouble reading or mapping: not an earlier layout; the caller reports its own error
+        stored = upgrade_arrays(skeleton, stored_arrays(path, prefix, finite=finite))
+    except (KeyError, TypeError, ValueError, AttributeError):   # CheckpointError is a ValueError
+        return None
     leaves, treedef = jax.tree_util.tree_flatten_with_path(skeleton)
     arrays = [(jax.tree_util.keystr(p), x) for p, x in leaves if isinstance(x, (jax.Array, np.ndarray))]
     if set(stored) != {n for n, _ in arrays} or any(np.shape(stored[n]) != np.shape(x) or stored[n].dtype != x.dtype

@@ -174,12 +174,12 @@ def run_figures(loaded: dict, seed: int = 0, refine: int = 0) -> tuple[dict, dic
     if kind == "pde-fit":
         from dpattern.pde.classic import MODELS
         from dpattern.inspect.pde import pde_figures
-        from dpattern.pde.solver import Solver
+        from dpattern.pde.runs import make_solver
         d, params = loaded["data"], loaded["params"]
         source = d["metadata"].get("model")
         names = MODELS[source].channel_names if source in MODELS else None
         truth = params.get("true")
-        figures, numbers = pde_figures(model, d["t"], d["u"], Solver(**loaded["solver_options"]), truth=truth,
+        figures, numbers = pde_figures(model, d["t"], d["u"], make_solver(**loaded["solver_options"]), truth=truth,
                                        names=names, refine=refine)
         if truth:
             numbers["true"] = truth

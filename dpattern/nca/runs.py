@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 import jax
 import matplotlib
 import numpy as np
+from PIL import Image
 
 from ..core.checkpoint import read_header
 from ..core.data import check_state, load_image, load_texture, stack_same_size
@@ -23,7 +24,7 @@ from ..core.model import load_model
 from ..core.run import (MANIFEST, UsageError, array_bytes, check_memory, prepare_out, read_json,
                                read_manifest, write_figure, write_json, write_manifest)
 from ..core.sharding import check_batch_size, data_mesh
-from ..core.train import LATEST, default_optimiser, train
+from ..core.train import LATEST, TrainingDiverged, default_optimiser, train
 from .model import NCA
 from .tasks import Grow, Imitate, Morph, Texture, check_channels
 from .visualise import save_gif, summary_figure
@@ -235,6 +236,8 @@ def load_target(source, task: str, size: int, pad: int = 0):
         return np.pad(a, ((0, 0), (pad, pad), (pad, pad))) if pad else a
     if int(size) < 3:
         raise UsageError(f"--size {size} is smaller than the 3x3 perception stencil; use at least 3 pixels")
+    if Path(source).is_file():
+        _check_image_file(Path(source))
     if task == "texture":   # a crop of 4x the grid size, so that the texture's structure survives resizing
         try:
             exemplar = load_texture(source, size=size, crop=4 * size)
@@ -244,6 +247,18 @@ def load_target(source, task: str, size: int, pad: int = 0):
             exemplar = load_texture(source, size=size)
         return check_state(exemplar, f"texture {source}")
     return check_state(load_image(source, size=size, mode="rgba", pad=pad), f"target {source}")
+
+
+def _check_image_file(path: Path) -> None:
+    "A `UsageError` if `path` is not an image, or one smaller than the 3x3 perception stencil."
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except (OSError, ValueError) as e:
+        raise UsageError(f"target {path}: not a readable image file ({e})") from None
+    if min(w, h) < 3:
+        raise UsageError(f"target {path} is {w}x{h} pixels, smaller than the 3x3 perception stencil; "
+                         f"use a larger image")
 
 
 def check_opaque(target: np.ndarray, name) -> None:
@@ -376,6 +391,14 @@ def write_outputs(model, task, out: Path, losses, evals, steps: int | None = Non
     return {"gif": gif, "summary": png}
 
 # %% ../../nbs/nca/06_runs.ipynb #24922f53
+def _last_good(out: Path) -> str:
+    "Where the last good checkpoint of a run is, in words."
+    try:
+        return f"the last good checkpoint is {out / LATEST} (step {read_header(out / LATEST)['step']})"
+    except (OSError, ValueError, KeyError):
+        return "no checkpoint was written before it"
+
+
 def run_training(config: TrainConfig, out, model, task, *, resume: bool = False, overwrite: bool = False,
                  devices: int | None = None, progress: bool = True, callbacks: Sequence[Callable] = (),
                  t_start: float | None = None) -> dict:
@@ -389,10 +412,13 @@ def run_training(config: TrainConfig, out, model, task, *, resume: bool = False,
     k_eval = jax.random.fold_in(key, 7)
     initial_loss = float(task.evaluate(model, k_eval))
     stamps = []
-    result = train(model, task, config.iters, key, optimiser=nca_optimiser(config.iters, config.lr),
-                   out=out, resume=resume, overwrite=overwrite, devices=devices, progress=progress,
-                   log_every=max(config.iters // 10, 1), checkpoint_every=max(min(100, config.iters // 5), 1),
-                   on_step=lambda i, loss: stamps.append(time.time()), callbacks=callbacks)
+    try:
+        result = train(model, task, config.iters, key, optimiser=nca_optimiser(config.iters, config.lr),
+                       out=out, resume=resume, overwrite=overwrite, devices=devices, progress=progress,
+                       log_every=max(config.iters // 10, 1), checkpoint_every=max(min(100, config.iters // 5), 1),
+                       on_step=lambda i, loss: stamps.append(time.time()), callbacks=callbacks)
+    except TrainingDiverged as e:
+        raise TrainingDiverged(f"{e} (--lr {config.lr:g}); {_last_good(out)}") from None
     final_loss = float(task.evaluate(result.model, k_eval))
     result.model.save(out / "model.dpt")
     paths = write_outputs(result.model, task, out, result.losses, result.evals)

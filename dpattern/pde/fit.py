@@ -42,16 +42,20 @@ def check_trajectory(t, u, dx=None, name: str = "data") -> tuple[np.ndarray, np.
         raise ValueError(f"{name}: t has {len(t)} times but u has {len(u)} frames; they must match")
     if len(t) < 2:
         raise ValueError(f"{name}: need at least 2 frames, got {len(t)}")
-    if not (np.issubdtype(t.dtype, np.number) and np.issubdtype(u.dtype, np.number)):
-        raise ValueError(f"{name}: t and u must be numeric, got {t.dtype} and {u.dtype}")
+    for a, what in ((t, "times t"), (u, "frames u")):
+        if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+            raise ValueError(f"{name}: {what} must be real numbers, got dtype {a.dtype}")
     check_times(t.astype(np.float64))
     if min(u.shape[-2:]) < 3:
         raise ValueError(f"{name}: frames are {u.shape[-2]}x{u.shape[-1]}; need at least 3x3 cells")
     bad = int((~np.isfinite(u)).sum())
     if bad:
         raise ValueError(f"{name}: u contains {bad} non-finite values (NaN or inf)")
-    if dx is not None and not (np.ndim(dx) == 0 and np.isfinite(dx) and float(dx) > 0):
-        raise ValueError(f"{name}: dx must be a positive number, got {dx!r}")
+    if dx is not None:
+        a = np.asarray(dx)
+        if not (a.ndim == 0 and (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating))
+                and np.isfinite(a) and float(a) > 0):
+            raise ValueError(f"{name}: dx must be a positive number, got {a.item() if a.ndim == 0 else a!r}")
     return t.astype(np.float64), u.astype(np.float32)
 
 
@@ -79,7 +83,14 @@ def load_trajectory(path: str | os.PathLike) -> dict:
         raise ValueError(f"{path}: missing array(s) {', '.join(missing)}; a trajectory needs t [K] and u [K, C, H, W]")
     dx = contents.get("dx", np.float64(1.0))
     t, u = check_trajectory(contents["t"], contents["u"], dx, name=str(path))
-    meta = json.loads(str(contents["metadata"])) if "metadata" in contents else {}
+    meta = {}
+    if "metadata" in contents:
+        try:
+            meta = json.loads(str(contents["metadata"]))
+        except ValueError as e:
+            raise ValueError(f"{path}: its metadata is not valid JSON ({e})") from None
+        if not isinstance(meta, dict):
+            raise ValueError(f"{path}: its metadata must be a JSON object, got a JSON {type(meta).__name__}")
     return dict(t=t, u=u, dx=float(dx), metadata=meta)
 
 # %% ../../nbs/pde/03_fit.ipynb #caaa1ec9

@@ -67,10 +67,26 @@ def inverse_softplus(y: float) -> float:
     "The x with softplus(x) = y (> 0)."
     return float(np.log(np.expm1(y)))
 
-# %% ../../nbs/pde/02_neural.ipynb #3976991b
+# %% ../../nbs/pde/02_neural.ipynb #bf7b9280
 TERMS = ("reaction", "diffusion", "advection")
 
 
+def _rda_terms(channels: int, degree: int, width: int, layers: int, activation: str, terms: tuple,
+               init_diffusion: float, dx: float, key: jax.Array) -> tuple:
+    "The per-pixel networks `(reaction, diffusion, advection)` of a `NeuralRDA` (None for a left-out term)."
+    n_in = len(monomials(channels, degree))
+    kr, kd, ka = jax.random.split(key, 3)
+    mk = lambda k, n_out, bias: PixelMLP(n_in, n_out, width, layers, activation, bias, key=k)
+    reaction = None
+    if "reaction" in terms:  # start with almost no production (P = 1e-4) and a slow decay (Q = 1e-2)
+        reaction = mk(kr, 2 * channels, 0.0)
+        bias = jnp.concatenate([jnp.full(channels, inverse_softplus(1e-4)), jnp.full(channels, inverse_softplus(1e-2))])
+        reaction = eqx.tree_at(lambda m: m.b[-1], reaction, bias)
+    diffusion = mk(kd, channels, inverse_softplus(init_diffusion * dx * dx)) if "diffusion" in terms else None
+    advection = mk(ka, 2 * channels, 0.0) if "advection" in terms else None
+    return reaction, diffusion, advection
+
+# %% ../../nbs/pde/02_neural.ipynb #3976991b
 class NeuralRDA(PDE):
     r"""Neural reaction–diffusion–advection, state `[C, H, W]`:
 
@@ -108,19 +124,8 @@ class NeuralRDA(PDE):
         self.terms, self.activation, self.epsilon = terms, activation, float(epsilon)
         self.max_speed, self.init_diffusion = float(max_speed), float(init_diffusion)
         self.dx, self.boundary = dx, boundary
-        n_in = len(monomials(self.channels, degree))
-        kr, kd, ka = jax.random.split(key, 3)
-        mk = lambda k, n_out, bias: PixelMLP(n_in, n_out, width, layers, activation, bias, key=k)
-        if "reaction" in terms:  # start with almost no production (P = 1e-4) and a slow decay (Q = 1e-2)
-            self.reaction = mk(kr, 2 * self.channels, 0.0)
-            bias = jnp.concatenate([jnp.full(self.channels, inverse_softplus(1e-4)),
-                                    jnp.full(self.channels, inverse_softplus(1e-2))])
-            self.reaction = eqx.tree_at(lambda m: m.b[-1], self.reaction, bias)
-        else:
-            self.reaction = None
-        self.diffusion = (mk(kd, self.channels, inverse_softplus(init_diffusion * dx * dx))
-                          if "diffusion" in terms else None)
-        self.advection = mk(ka, 2 * self.channels, 0.0) if "advection" in terms else None
+        self.reaction, self.diffusion, self.advection = _rda_terms(
+            self.channels, degree, width, layers, activation, terms, init_diffusion, dx, key)
 
     @property
     def n_channels(self) -> int:
