@@ -147,18 +147,13 @@ def frame_player(frames, fps: float = 8, labels: Sequence[str] | None = None, wi
     box.add_class("dpattern-player")
     return box
 
-# %% ../nbs/core/11_widgets.ipynb #81b9023c
+# %% ../nbs/core/11_widgets.ipynb #139fc581
 def _label(v) -> str:
     return f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v)
 
 
-def gallery(images: np.ndarray | Callable, width: int = 192, max_size: int = 128,
-            max_bytes: int | None = 400_000, lazy: bool = False, layout: str = "auto", **params):
-    "Sliders over parameter values (`name=[values]`) choosing among precomputed images; works offline."
-    import ipywidgets as W
-    if not params:
-        raise ValueError("gallery needs at least one parameter, e.g. gallery(f, feed=[0.03, 0.04])")
-    names, values = list(params), [list(v) for v in params.values()]
+def _gallery_render(images, names: list, values: list, lazy: bool) -> tuple[tuple, Callable]:
+    "The parameter grid's shape and `render(index tuple) -> image` for `gallery`, after checking both."
     for name, v in zip(names, values):
         if not v:
             raise ValueError(f"parameter {name!r} has no values")
@@ -173,6 +168,17 @@ def gallery(images: np.ndarray | Callable, width: int = 192, max_size: int = 128
             raise ValueError(f"images of shape {arr.shape} do not start with the parameter grid {shape} "
                              f"({', '.join(f'{n}: {len(v)}' for n, v in zip(names, values))})")
         render = lambda idx: arr[idx]
+    return shape, render
+
+# %% ../nbs/core/11_widgets.ipynb #dd127759
+def gallery(images: np.ndarray | Callable, width: int = 192, max_size: int = 128,
+            max_bytes: int | None = 400_000, lazy: bool = False, layout: str = "auto", **params):
+    "Sliders over parameter values (`name=[values]`) choosing among precomputed images; works offline."
+    import ipywidgets as W
+    if not params:
+        raise ValueError("gallery needs at least one parameter, e.g. gallery(f, feed=[0.03, 0.04])")
+    names, values = list(params), [list(v) for v in params.values()]
+    shape, render = _gallery_render(images, names, values, lazy)
     sliders = [W.SelectionSlider(options=[(_label(x), i) for i, x in enumerate(v)], value=0, description=n,
                                  continuous_update=True, layout=W.Layout(width="min(100%, 360px)"))
                for n, v in zip(names, values)]

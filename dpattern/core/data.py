@@ -15,7 +15,7 @@ import numpy as np
 __all__ = ['IMAGE_NAMES', 'MODES', 'load_image', 'to_rgb', 'load_sequence', 'load_texture', 'add_hidden', 'stack_same_size',
            'check_state', 'normalise']
 
-# %% ../../nbs/core/05_data.ipynb #94849c93
+# %% ../../nbs/core/05_data.ipynb #a1540750
 _NAMED = {
     "logo": "rgba", "horse": "rgba", "astronaut": "rgb", "coffee": "rgb", "cat": "rgb", "chelsea": "rgb",
     "rocket": "rgb", "brick": "gray", "grass": "gray", "gravel": "gray", "camera": "gray", "text": "gray",
@@ -25,8 +25,8 @@ IMAGE_NAMES = tuple(_NAMED)
 MODES = ("rgba", "rgb", "gray")
 
 
-def _raw(source) -> tuple[np.ndarray, str]:
-    "Read an image as float `[H, W, C]` in [0, 1] and its default mode."
+def _read(source) -> tuple[np.ndarray, str | None]:
+    "The pixels of an array, an image file or a bundled image, and its default mode (`None`: decide from the channels)."
     if isinstance(source, np.ndarray):
         a = source
         default = {2: "gray", 3: "rgb", 4: "rgba"}.get(a.shape[-1] if a.ndim == 3 else 2, "rgb")
@@ -46,7 +46,12 @@ def _raw(source) -> tuple[np.ndarray, str]:
     else:
         raise ValueError(f"unknown image {source!r}: not an existing file and not one of the bundled images "
                          f"({', '.join(IMAGE_NAMES)})")
-    a = np.asarray(a)
+    return np.asarray(a), default
+
+# %% ../../nbs/core/05_data.ipynb #4266bf94
+def _raw(source) -> tuple[np.ndarray, str]:
+    "Read an image as float `[H, W, C]` in [0, 1] and its default mode."
+    a, default = _read(source)
     if a.dtype == bool:
         a = np.where(a[..., None], np.array([0, 0, 0, 1.0]), 0.0) if a.ndim == 2 else a.astype(float)
         default = default or "rgba"
@@ -63,7 +68,7 @@ def _raw(source) -> tuple[np.ndarray, str]:
         default = {1: "gray", 2: "rgba", 3: "rgb", 4: "rgba"}[a.shape[-1]]
     return np.clip(a, 0, 1), default
 
-
+# %% ../../nbs/core/05_data.ipynb #abc7d916
 def _to_rgba(a: np.ndarray, transparent_white: bool) -> np.ndarray:
     "Straight-alpha RGBA `[H, W, 4]` from gray, gray+alpha, RGB or RGBA."
     if a.shape[-1] in (1, 3):

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 # %% auto #0
-__all__ = ['initialize', 'is_main_process', 'space_mesh', 'map_space', 'row_offset', 'cell_uniform', 'shard_space']
+__all__ = ['initialize', 'is_main_process', 'space_mesh', 'shard_space', 'map_space', 'row_offset', 'cell_uniform']
 
 # %% ../../nbs/core/12_distributed.ipynb #dbd2dae4
 def initialize(coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None,
@@ -38,7 +38,7 @@ def is_main_process() -> bool:
     "True on the process that writes files (process 0)."
     return jax.process_index() == 0
 
-# %% ../../nbs/core/12_distributed.ipynb #f322cea2
+# %% ../../nbs/core/12_distributed.ipynb #202f0a61
 from .operators import HALO
 
 
@@ -55,6 +55,13 @@ def _row_spec(x):
     return P(*([None] * (x.ndim - 2)), "space", None) if getattr(x, "ndim", 0) >= 2 else P()
 
 
+def shard_space(x: jax.Array, mesh: Mesh) -> jax.Array:
+    "Place `x [..., H, W]` on `mesh`, one slab of rows per device."
+    if x.shape[-2] % mesh.size:
+        raise ValueError(f"grid height {x.shape[-2]} cannot be split evenly over {mesh.size} devices")
+    return jax.device_put(x, NamedSharding(mesh, _row_spec(x)))
+
+# %% ../../nbs/core/12_distributed.ipynb #8f60dbae
 def map_space(fn, mesh: Mesh, spatial_args: Sequence[int] = (0,)):
     "Run `fn(*args)` with `args[i]` for `i` in `spatial_args` split by rows over `mesh`; outputs split alike."
     def run(*args):
@@ -94,10 +101,3 @@ def cell_uniform(key: jax.Array, shape: Sequence[int], row_axis: int = -2) -> ja
     idx = row_offset(rows) + jnp.arange(rows)
     draw = jax.vmap(lambda r: jax.random.uniform(jax.random.fold_in(key, r), rest))(idx)
     return jnp.moveaxis(draw, 0, row_axis)
-
-
-def shard_space(x: jax.Array, mesh: Mesh) -> jax.Array:
-    "Place `x [..., H, W]` on `mesh`, one slab of rows per device."
-    if x.shape[-2] % mesh.size:
-        raise ValueError(f"grid height {x.shape[-2]} cannot be split evenly over {mesh.size} devices")
-    return jax.device_put(x, NamedSharding(mesh, _row_spec(x)))

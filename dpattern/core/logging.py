@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['purge_events', 'TensorBoardLogger', 'NullLogger']
+__all__ = ['TensorBoardLogger', 'NullLogger', 'purge_events']
 
-# %% ../../nbs/core/07_logging.ipynb #fa3d9082
+# %% ../../nbs/core/07_logging.ipynb #4bca2e4b
 def _png(image: np.ndarray) -> tuple[bytes, int, int, int]:
     "PNG bytes of an image `[H, W]`, `[H, W, 1|3|4]` with values in [0, 1] (or uint8)."
     from PIL import Image
@@ -28,33 +28,33 @@ def _png(image: np.ndarray) -> tuple[bytes, int, int, int]:
     h, w = a.shape[:2]
     return buf.getvalue(), h, w, 1 if a.ndim == 2 else a.shape[-1]
 
-
-def purge_events(logdir: str | os.PathLike, step: int) -> int:
-    """Rewrite the event files in `logdir` without their summaries at or after `step` (and without a record
-    cut short by a kill), each atomically; returns how many events were dropped."""
-    from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
-    from tensorboard.compat.proto.event_pb2 import Event
-    from tensorboard.summary.writer.record_writer import RecordWriter
-    dropped = 0
-    for path in sorted(Path(logdir).glob("*tfevents*")):
-        if not path.is_file() or path.name.startswith("."):
-            continue
-        records = list(RawEventFileLoader(str(path)).Load())
-        keep = [r for r in records if not (Event.FromString(r).step >= step and Event.FromString(r).HasField("summary"))]
-        if len(keep) == len(records) and path.stat().st_size == sum(len(r) + 16 for r in records):
-            continue
-        dropped += len(records) - len(keep)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        with open(tmp, "wb") as f:
-            w = RecordWriter(f)
-            for r in keep:
-                w.write(r)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    return dropped
+# %% ../../nbs/core/07_logging.ipynb #467a3b36
+def _histogram_value(tag: str, values, bins: int):
+    "A histogram `Summary.Value` of the finite values of an array; `None` if it has none."
+    from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
+    v = np.asarray(values, np.float64).ravel()
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return None
+    counts, edges = np.histogram(v, bins=bins)
+    hist = HistogramProto(min=float(v.min()), max=float(v.max()), num=float(v.size), sum=float(v.sum()),
+                          sum_squares=float((v * v).sum()), bucket_limit=edges[1:].tolist(),
+                          bucket=counts.astype(float).tolist())
+    return Summary.Value(tag=tag, histo=hist)
 
 
+def _text_value(tag: str, text: str):
+    "A `Summary.Value` holding one line of text for TensorBoard's Text tab."
+    from tensorboard.compat.proto import types_pb2
+    from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
+    from tensorboard.compat.proto.tensor_pb2 import TensorProto
+    from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
+    tensor = TensorProto(dtype=types_pb2.DT_STRING, string_val=[str(text).encode()],
+                         tensor_shape=TensorShapeProto(dim=[TensorShapeProto.Dim(size=1)]))
+    meta = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="text"))
+    return Summary.Value(tag=tag, metadata=meta, tensor=tensor)
+
+# %% ../../nbs/core/07_logging.ipynb #a3da8210
 class TensorBoardLogger:
     "Write scalars, images, histograms and figures to a TensorBoard event file in `logdir`."
 
@@ -87,16 +87,9 @@ class TensorBoardLogger:
 
     def histogram(self, tag: str, values, step: int, bins: int = 30):
         "Log the distribution of an array's values."
-        from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
-        v = np.asarray(values, np.float64).ravel()
-        v = v[np.isfinite(v)]
-        if v.size == 0:
-            return
-        counts, edges = np.histogram(v, bins=bins)
-        hist = HistogramProto(min=float(v.min()), max=float(v.max()), num=float(v.size), sum=float(v.sum()),
-                              sum_squares=float((v * v).sum()), bucket_limit=edges[1:].tolist(),
-                              bucket=counts.astype(float).tolist())
-        self._add(Summary.Value(tag=tag, histo=hist), step)
+        value = _histogram_value(tag, values, bins)
+        if value is not None:
+            self._add(value, step)
 
     def figure(self, tag: str, fig, step: int, close: bool = True):
         "Log a matplotlib figure as an image."
@@ -110,14 +103,7 @@ class TensorBoardLogger:
 
     def text(self, tag: str, text: str, step: int):
         "Log a line of text (shown in TensorBoard's Text tab)."
-        from tensorboard.compat.proto import types_pb2
-        from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
-        from tensorboard.compat.proto.tensor_pb2 import TensorProto
-        from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
-        tensor = TensorProto(dtype=types_pb2.DT_STRING, string_val=[str(text).encode()],
-                             tensor_shape=TensorShapeProto(dim=[TensorShapeProto.Dim(size=1)]))
-        meta = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="text"))
-        self._add(Summary.Value(tag=tag, metadata=meta, tensor=tensor), step)
+        self._add(_text_value(tag, text), step)
 
     def flush(self):
         self._writer.flush()
@@ -125,7 +111,7 @@ class TensorBoardLogger:
     def close(self):
         self._writer.close()
 
-
+# %% ../../nbs/core/07_logging.ipynb #319ca256
 class NullLogger:
     "A logger that discards everything (same methods as `TensorBoardLogger`)."
     def scalar(self, *a, **k): pass
@@ -137,3 +123,29 @@ class NullLogger:
         plt.close(fig)
     def flush(self): pass
     def close(self): pass
+
+# %% ../../nbs/core/07_logging.ipynb #e09cfa67
+def purge_events(logdir: str | os.PathLike, step: int) -> int:
+    """Rewrite the event files in `logdir` without their summaries at or after `step` (and without a record
+    cut short by a kill), each atomically; returns how many events were dropped."""
+    from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.summary.writer.record_writer import RecordWriter
+    dropped = 0
+    for path in sorted(Path(logdir).glob("*tfevents*")):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        records = list(RawEventFileLoader(str(path)).Load())
+        keep = [r for r in records if not (Event.FromString(r).step >= step and Event.FromString(r).HasField("summary"))]
+        if len(keep) == len(records) and path.stat().st_size == sum(len(r) + 16 for r in records):
+            continue
+        dropped += len(records) - len(keep)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        with open(tmp, "wb") as f:
+            w = RecordWriter(f)
+            for r in keep:
+                w.write(r)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    return dropped

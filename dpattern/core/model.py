@@ -20,8 +20,8 @@ import numpy as np
 from .checkpoint import CheckpointError, header_field, load_pytree, read_header, save_pytree, stored_arrays
 
 # %% auto #0
-__all__ = ['MAX_MODEL_BYTES', 'model_kind', 'is_trainable', 'trainable_filter', 'encode_hyperparam', 'decode_hyperparam',
-           'model_family', 'model_class', 'Model', 'Frozen', 'model_skeleton', 'load_model', 'upgrade_arrays']
+__all__ = ['MAX_MODEL_BYTES', 'model_kind', 'is_trainable', 'trainable_filter', 'Model', 'Frozen', 'encode_hyperparam',
+           'decode_hyperparam', 'model_family', 'model_class', 'model_skeleton', 'load_model', 'upgrade_arrays']
 
 # %% ../../nbs/core/02_model.ipynb #28b3e108
 _REGISTRY: dict[str, type] = {}
@@ -41,71 +41,6 @@ def trainable_filter(tree) -> Any:
     "A filter spec for `eqx.partition`: `True` at trainable arrays, `False` elsewhere and inside `Frozen`."
     return jax.tree.map(lambda x: False if isinstance(x, Frozen) else is_trainable(x), tree,
                         is_leaf=lambda x: isinstance(x, Frozen))
-
-# %% ../../nbs/core/02_model.ipynb #8671e58a
-def encode_hyperparam(v, name: str = "value"):
-    "Encode a hyperparameter value as JSON-compatible data."
-    if isinstance(v, Model):
-        return {"__model__": model_kind(type(v)), "hyperparams": v.hyperparams(encoded=True)}
-    if isinstance(v, (jax.Array, np.ndarray)):
-        return {"__array__": list(v.shape), "dtype": str(v.dtype)}
-    if isinstance(v, tuple):
-        return {"__tuple__": [encode_hyperparam(x, name) for x in v]}
-    if isinstance(v, list):
-        return [encode_hyperparam(x, name) for x in v]
-    if isinstance(v, dict):
-        return {str(k): encode_hyperparam(x, name) for k, x in v.items()}
-    if isinstance(v, (np.integer, np.floating, np.bool_)):
-        return v.item()
-    if v is None or isinstance(v, (bool, int, float, str)):
-        return v
-    raise TypeError(f"hyperparameter {name!r} of type {type(v).__name__} cannot be saved; "
-                    f"use plain values (numbers, strings such as 'relu', tuples, arrays, models)")
-
-
-def decode_hyperparam(v):
-    "Inverse of `encode_hyperparam` (arrays come back as zeros of the right shape and dtype)."
-    if isinstance(v, dict):
-        if "__model__" in v:
-            if not isinstance(v["__model__"], str) or not isinstance(v.get("hyperparams"), dict):
-                raise CheckpointError(f"a nested model is described as {str(v)[:80]}, expected a kind and "
-                                      f"hyperparameters")
-            return model_class(v["__model__"]).from_hyperparams(v["hyperparams"])
-        if "__array__" in v:
-            shape, dtype = v["__array__"], v.get("dtype")
-            if (not isinstance(shape, list) or len(shape) > 32 or not isinstance(dtype, str)
-                    or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)):
-                raise CheckpointError(f"an array hyperparameter is described as {str(v)[:80]}, expected "
-                                      f"a list of sizes and a dtype")
-            return jnp.zeros(shape, dtype)
-        if "__tuple__" in v and isinstance(v["__tuple__"], list):
-            return tuple(decode_hyperparam(x) for x in v["__tuple__"])
-        return {k: decode_hyperparam(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [decode_hyperparam(x) for x in v]
-    return v
-
-
-def model_family(kind: str) -> str:
-    "The family of a model kind: `'dpattern.nca.model.NCA'` -> `'the nca family'`."
-    parts = str(kind).split(".")
-    return f"the {parts[1]} family" if len(parts) > 2 and parts[0] == "dpattern" else "not a dpattern model"
-
-
-def model_class(kind: str) -> type:
-    "The model class saved under `kind`, importing its dpattern module if needed."
-    if kind not in _REGISTRY and kind.startswith("dpattern."):
-        module = kind.rsplit(".", 1)[0]
-        while module and kind not in _REGISTRY:
-            try:
-                importlib.import_module(module)
-            except ImportError:
-                pass
-            module = module.rsplit(".", 1)[0] if "." in module else ""
-    if kind not in _REGISTRY:
-        raise CheckpointError(f"unknown model kind {kind[:80]!r} ({model_family(kind)}); import the module "
-                              f"that defines it before loading")
-    return _REGISTRY[kind]
 
 # %% ../../nbs/core/02_model.ipynb #6c807682
 class Model(eqx.Module):
@@ -163,7 +98,72 @@ class Frozen(Model):
     "Base for sub-models whose arrays are fixed: `Model.partition` never hands them to an optimiser."
 
 
-# %% ../../nbs/core/02_model.ipynb #8e0b0001
+# %% ../../nbs/core/02_model.ipynb #90dca7f4
+def encode_hyperparam(v, name: str = "value"):
+    "Encode a hyperparameter value as JSON-compatible data."
+    if isinstance(v, Model):
+        return {"__model__": model_kind(type(v)), "hyperparams": v.hyperparams(encoded=True)}
+    if isinstance(v, (jax.Array, np.ndarray)):
+        return {"__array__": list(v.shape), "dtype": str(v.dtype)}
+    if isinstance(v, tuple):
+        return {"__tuple__": [encode_hyperparam(x, name) for x in v]}
+    if isinstance(v, list):
+        return [encode_hyperparam(x, name) for x in v]
+    if isinstance(v, dict):
+        return {str(k): encode_hyperparam(x, name) for k, x in v.items()}
+    if isinstance(v, (np.integer, np.floating, np.bool_)):
+        return v.item()
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    raise TypeError(f"hyperparameter {name!r} of type {type(v).__name__} cannot be saved; "
+                    f"use plain values (numbers, strings such as 'relu', tuples, arrays, models)")
+
+
+def decode_hyperparam(v):
+    "Inverse of `encode_hyperparam` (arrays come back as zeros of the right shape and dtype)."
+    if isinstance(v, dict):
+        if "__model__" in v:
+            if not isinstance(v["__model__"], str) or not isinstance(v.get("hyperparams"), dict):
+                raise CheckpointError(f"a nested model is described as {str(v)[:80]}, expected a kind and "
+                                      f"hyperparameters")
+            return model_class(v["__model__"]).from_hyperparams(v["hyperparams"])
+        if "__array__" in v:
+            shape, dtype = v["__array__"], v.get("dtype")
+            if (not isinstance(shape, list) or len(shape) > 32 or not isinstance(dtype, str)
+                    or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)):
+                raise CheckpointError(f"an array hyperparameter is described as {str(v)[:80]}, expected "
+                                      f"a list of sizes and a dtype")
+            return jnp.zeros(shape, dtype)
+        if "__tuple__" in v and isinstance(v["__tuple__"], list):
+            return tuple(decode_hyperparam(x) for x in v["__tuple__"])
+        return {k: decode_hyperparam(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [decode_hyperparam(x) for x in v]
+    return v
+
+# %% ../../nbs/core/02_model.ipynb #806b2979
+def model_family(kind: str) -> str:
+    "The family of a model kind: `'dpattern.nca.model.NCA'` -> `'the nca family'`."
+    parts = str(kind).split(".")
+    return f"the {parts[1]} family" if len(parts) > 2 and parts[0] == "dpattern" else "not a dpattern model"
+
+
+def model_class(kind: str) -> type:
+    "The model class saved under `kind`, importing its dpattern module if needed."
+    if kind not in _REGISTRY and kind.startswith("dpattern."):
+        module = kind.rsplit(".", 1)[0]
+        while module and kind not in _REGISTRY:
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                pass
+            module = module.rsplit(".", 1)[0] if "." in module else ""
+    if kind not in _REGISTRY:
+        raise CheckpointError(f"unknown model kind {kind[:80]!r} ({model_family(kind)}); import the module "
+                              f"that defines it before loading")
+    return _REGISTRY[kind]
+
+# %% ../../nbs/core/02_model.ipynb #29fd9dfc
 MAX_MODEL_BYTES = int(os.environ.get("DPATTERN_MAX_MODEL_BYTES", 2 * 2**30))  # arrays of a model read from a file
 
 
@@ -193,7 +193,7 @@ def model_skeleton(cls: type, hyperparams: dict, path=None, max_bytes: int | Non
         raise CheckpointError(f"{where}the hyperparameters {short} cannot build a {cls.__name__} "
                               f"({type(e).__name__}: {str(e)[:200]})") from None
 
-
+# %% ../../nbs/core/02_model.ipynb #edc44268
 def _expected_names(expected) -> str:
     classes = expected if isinstance(expected, tuple) else (expected,)
     fams = [model_family(model_kind(c)) for c in classes]
@@ -228,7 +228,6 @@ def load_model(path: str | os.PathLike, expected: type | tuple[type, ...] | None
         if former is None:
             raise
         return former
-
 
 # %% ../../nbs/core/02_model.ipynb #36300ba9
 def upgrade_arrays(model: Model, stored: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -193,7 +193,143 @@ def _log_point(task, callbacks, model, task_state, step, logger, key):
         _warn(NullLogger(), step, f"writing the logs failed at step {step} ({type(e).__name__}: {e})")
 
 
-# %% ../../nbs/core/09_train.ipynb #570a99c1
+# %% ../../nbs/core/09_train.ipynb #abf5d392
+def _check_arguments(task, steps, diverge_factor, callbacks) -> None:
+    "Refuse bad arguments of `train` (one clear error) before anything compiles."
+    if not isinstance(task, Task):
+        raise TypeError(f"task must be a dpattern Task, got {type(task).__name__}")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
+    if diverge_factor is not None and not (math.isfinite(diverge_factor) and diverge_factor > 1):
+        raise ValueError(f"diverge_factor must be a finite number > 1 (or None), got {diverge_factor!r}")
+    for cb in callbacks:
+        if not callable(cb):
+            raise TypeError(f"callbacks must be callables callback(model, step, logger, key), got {cb!r}")
+
+
+def _run_directory(out, resume: bool, overwrite: bool) -> Path | None:
+    "`out` as a Path; refuses to start afresh over an existing run unless `resume` or `overwrite`."
+    out = Path(out) if out is not None else None
+    if out is not None and not resume and not overwrite and (out / LATEST).exists():
+        raise FileExistsError(f"{out} already holds a training run; pass resume=True to continue it, "
+                              f"overwrite=True to start afresh, or choose another directory")
+    return out
+
+# %% ../../nbs/core/09_train.ipynb #558356b6
+def _resume(out: Path, model, key: jax.Array, opt_state, task_state) -> tuple[Any, Any, Any, dict]:
+    """`(model, opt_state, task_state, run)` read from `out/checkpoint_latest.dpt`, where `run` is its checked
+    training header (`read_training_header`); raises `CheckpointError` for another model or another seed."""
+    header = read_header(out / LATEST)
+    run = read_training_header(out / LATEST, header)
+    if run["model"] != _spec(model):
+        kind = str(run["model"].get("kind"))[:80]
+        raise CheckpointError(f"{out / LATEST} was trained with a different model: {kind} of "
+                              f"{model_family(kind)} {str(run['model'].get('hyperparams'))[:200]} "
+                              f"(this run: {_spec(model)})")
+    skeleton = {"key": jax.random.key_data(key), "model": model, "opt_state": opt_state,
+                "task_state": task_state}
+    tree, header = load_pytree(out / LATEST, skeleton, kind="training")
+    if not np.array_equal(np.asarray(tree["key"]), np.asarray(jax.random.key_data(key))):
+        raise CheckpointError(f"{out / LATEST} was trained with another seed; resume with the same key")
+    if not (out / BEST).exists():
+        run = {**run, "best": math.inf}  # its write was cut short: the next checkpoint writes it again
+    return tree["model"], tree["opt_state"], tree["task_state"], run
+
+# %% ../../nbs/core/09_train.ipynb #6c31631c
+def _train_step(optimiser: optax.GradientTransformation, mesh) -> Callable:
+    """The jitted step `(params, opt_state, task_state, static, task, key, i) -> (params, opt_state, task_state,
+    loss, ok)`: its key is `fold_in(key, i)`, and `ok` is false if anything stopped being finite."""
+    @eqx.filter_jit
+    def step_fn(params, opt_state, task_state, static, task, key, i):
+        k = jax.random.fold_in(key, i)
+        k_sample, k_loss = jax.random.split(k)
+        batch = constrain_batch(task.sample(task_state, k_sample), mesh)
+
+        def loss_fn(p):
+            return task.loss(eqx.combine(p, static), batch, k_loss)
+
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        updates, new_opt = optimiser.update(grads, opt_state, params)
+        new_params = constrain_replicated(optax.apply_updates(params, updates), mesh)
+        new_state = task.update(task_state, batch, aux)
+        ok = jnp.isfinite(loss) & _all_finite(new_params) & _all_finite(aux)
+        return new_params, new_opt, new_state, loss, ok
+    return step_fn
+
+# %% ../../nbs/core/09_train.ipynb #299ebb76
+def _check_diverged(i: int, loss: float, ok: bool, losses: list, diverge_factor: float | None, out: Path | None):
+    "Raise `TrainingDiverged` if step `i` was not `ok` or its loss exceeds `diverge_factor` times the lowest of `losses`."
+    lowest = min(losses) if losses else math.inf
+    if not ok or (diverge_factor is not None and loss > diverge_factor * lowest):
+        good = out / LATEST if out is not None and (out / LATEST).exists() else None
+        why = (f"the loss {loss:.4g} is more than {diverge_factor:g} times the lowest so far ({lowest:.4g})"
+               if ok else f"the loss is {loss} or the parameters or states are no longer finite")
+        raise TrainingDiverged(i, loss, good, why)
+
+
+def _report_step(i: int, loss: float, logger, bar, on_step) -> None:
+    "The loss of step `i` to TensorBoard, the progress bar (if any) and `on_step` (if any)."
+    logger.scalar("train/loss", loss, i)
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4g}")
+    if on_step is not None:
+        on_step(i, loss)
+
+# %% ../../nbs/core/09_train.ipynb #61f4ffc2
+def _checkpoint(i: int, model, opt_state, task_state, key, *, best: float, recent: list, losses: list, evals: list,
+                evaluate, k_eval, logger, out: Path | None) -> float:
+    """Score step `i` (`evaluate(model, key)` if given, else the mean of `recent`), write the checkpoints to `out`
+    (if any; best before latest) and flush the logs. Empties `recent`, appends to `evals`; returns the new best."""
+    if evaluate is not None:
+        score = float(evaluate(model, jax.random.fold_in(k_eval, i)))
+        evals.append((i, score))
+        logger.scalar("eval/loss", score, i)
+    else:
+        score = float(np.mean(recent)) if recent else math.inf
+    if out is not None:
+        hdr = dict(step=i, losses=losses, evals=evals, best=min(best, score))
+        if score < best:  # the best file is in place before any header names its score as the best
+            _save(out / BEST, model, opt_state, task_state, key, **hdr)
+        _save(out / LATEST, model, opt_state, task_state, key, **hdr)
+    recent.clear()
+    try:
+        logger.flush()  # the logs of every step up to a checkpoint are on disk with it
+    except Exception as e:
+        _warn(NullLogger(), i, f"writing the TensorBoard log failed at step {i} ({type(e).__name__}: {e})")
+    return min(best, score)
+
+# %% ../../nbs/core/09_train.ipynb #46531521
+def _memory_note(mesh) -> str:
+    stats = mesh.devices.flat[0].memory_stats() if hasattr(mesh.devices.flat[0], "memory_stats") else None
+    if not stats or "bytes_limit" not in stats:
+        return ""
+    return f", {stats['bytes_limit'] / 2**30:.1f} GiB per device"
+
+
+def _describe(model, params, task: Task, mesh) -> str:
+    "One line: the model, its number of parameters, the devices and the batch."
+    n_params = sum(x.size for x in jax.tree.leaves(params))
+    per = task.batch_size // mesh.size
+    return (f"training {type(model).__name__} ({n_params:,} parameters) on {mesh.size} "
+            f"{mesh.devices.flat[0].platform} device{'s' * (mesh.size > 1)}: batch {task.batch_size} "
+            f"({per} per device){_memory_note(mesh)}")
+
+
+def _progress_bar(steps: int, start: int):
+    from tqdm.auto import tqdm
+    return tqdm(total=steps, initial=start, desc="training", unit="step", dynamic_ncols=True)
+
+
+def _close(bar, logger, start: int) -> None:
+    if bar is not None:
+        bar.close()
+    try:
+        logger.close()
+    except Exception as e:  # e.g. a full disk: the error that stopped training (if any) is the one to see
+        _warn(NullLogger(), start, f"closing the TensorBoard log failed ({type(e).__name__}: {e})")
+
+# %% ../../nbs/core/09_train.ipynb #a1cc56d5
 def train(
     model,  # an Equinox module; its trainable arrays are optimised
     task: Task,  # what to learn
@@ -214,23 +350,12 @@ def train(
 ) -> TrainResult:
     "Optimise `model` on `task` for `steps` steps; checkpoint, log and resume through `out`."
     t0 = time.time()
-    if not isinstance(task, Task):
-        raise TypeError(f"task must be a dpattern Task, got {type(task).__name__}")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
-        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
-    if diverge_factor is not None and not (math.isfinite(diverge_factor) and diverge_factor > 1):
-        raise ValueError(f"diverge_factor must be a finite number > 1 (or None), got {diverge_factor!r}")
-    for cb in callbacks:
-        if not callable(cb):
-            raise TypeError(f"callbacks must be callables callback(model, step, logger, key), got {cb!r}")
+    _check_arguments(task, steps, diverge_factor, callbacks)
     mesh = data_mesh(devices)
     check_batch_size(task.batch_size, mesh)
     task.check(model)
     writer = jax.process_index() == 0
-    out = Path(out) if out is not None else None
-    if out is not None and not resume and not overwrite and (out / LATEST).exists():
-        raise FileExistsError(f"{out} already holds a training run; pass resume=True to continue it, "
-                              f"overwrite=True to start afresh, or choose another directory")
+    out = _run_directory(out, resume, overwrite)
     optimiser = optimiser or default_optimiser(steps)
     eval_every = eval_every or checkpoint_every
 
@@ -241,125 +366,41 @@ def train(
     if out is not None and writer:
         remove_stale_temporaries(out)
     if resume and out is not None and (out / LATEST).exists():
-        header = read_header(out / LATEST)
-        run = read_training_header(out / LATEST, header)
-        if run["model"] != _spec(model):
-            kind = str(run["model"].get("kind"))[:80]
-            raise CheckpointError(f"{out / LATEST} was trained with a different model: {kind} of "
-                                  f"{model_family(kind)} {str(run['model'].get('hyperparams'))[:200]} "
-                                  f"(this run: {_spec(model)})")
-        skeleton = {"key": jax.random.key_data(key), "model": model, "opt_state": opt_state,
-                    "task_state": task_state}
-        tree, header = load_pytree(out / LATEST, skeleton, kind="training")
-        if not np.array_equal(np.asarray(tree["key"]), np.asarray(jax.random.key_data(key))):
-            raise CheckpointError(f"{out / LATEST} was trained with another seed; resume with the same key")
-        model, opt_state, task_state = tree["model"], tree["opt_state"], tree["task_state"]
+        model, opt_state, task_state, run = _resume(out, model, key, opt_state, task_state)
         params, static = eqx.partition(model, trainable_filter(model))
         start, losses, evals, best = run["step"], run["losses"], run["evals"], run["best"]
-        if not (out / BEST).exists():
-            best = math.inf  # its write was cut short: the next checkpoint writes it again
         if progress:
             print(f"resuming {out} at step {start}")
-
-    n_params = sum(x.size for x in jax.tree.leaves(params))
     if progress:
-        per = task.batch_size // mesh.size
-        print(f"training {type(model).__name__} ({n_params:,} parameters) on {mesh.size} "
-              f"{mesh.devices.flat[0].platform} device{'s' * (mesh.size > 1)}: batch {task.batch_size} "
-              f"({per} per device){_memory_note(mesh)}")
+        print(_describe(model, params, task, mesh))
 
     params, static, opt_state, task_state, task = put_replicated((params, static, opt_state, task_state, task),
                                                                  mesh)
-
-    @eqx.filter_jit
-    def step_fn(params, opt_state, task_state, static, task, key, i):
-        k = jax.random.fold_in(key, i)
-        k_sample, k_loss = jax.random.split(k)
-        batch = constrain_batch(task.sample(task_state, k_sample), mesh)
-
-        def loss_fn(p):
-            return task.loss(eqx.combine(p, static), batch, k_loss)
-
-        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        updates, new_opt = optimiser.update(grads, opt_state, params)
-        new_params = constrain_replicated(optax.apply_updates(params, updates), mesh)
-        new_state = task.update(task_state, batch, aux)
-        ok = jnp.isfinite(loss) & _all_finite(new_params) & _all_finite(aux)
-        return new_params, new_opt, new_state, loss, ok
-
-    logger = TensorBoardLogger(out / "logs", purge_step=start) if (out is not None and writer) \
-        else NullLogger()
-    evaluate = eqx.filter_jit(lambda m, k: task.evaluate(m, k))
+    step_fn = _train_step(optimiser, mesh)
+    logger = TensorBoardLogger(out / "logs", purge_step=start) if (out is not None and writer) else NullLogger()
     has_eval = jax.eval_shape(lambda m: task.evaluate(m, key), eqx.combine(params, static)) is not None
+    evaluate = eqx.filter_jit(lambda m, k: task.evaluate(m, k)) if has_eval else None
     k_eval, k_log = jax.random.fold_in(key, 2**31 - 1), jax.random.fold_in(key, 2**31 - 2)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=steps, initial=start, desc="training", unit="step", dynamic_ncols=True)
+    bar = _progress_bar(steps, start) if progress else None
     recent = []
-
-    def checkpoint(i, model_now):
-        nonlocal best
-        score = None
-        if has_eval:
-            score = float(evaluate(model_now, jax.random.fold_in(k_eval, i)))
-            evals.append((i, score))
-            logger.scalar("eval/loss", score, i)
-        else:
-            score = float(np.mean(recent)) if recent else math.inf
-        improved = score < best
-        if out is not None and writer:
-            hdr = dict(step=i, losses=losses, evals=evals, best=min(best, score))
-            if improved:  # the best file is in place before any header names its score as the best
-                _save(out / BEST, model_now, opt_state, task_state, key, **hdr)
-            _save(out / LATEST, model_now, opt_state, task_state, key, **hdr)
-        best = min(best, score)
-        recent.clear()
-        try:
-            logger.flush()  # the logs of every step up to a checkpoint are on disk with it
-        except Exception as e:
-            _warn(NullLogger(), i, f"writing the TensorBoard log failed at step {i} ({type(e).__name__}: {e})")
-
     try:
-        i = start
         for i in range(start, steps):
             params, opt_state, task_state, loss, ok = step_fn(params, opt_state, task_state, static, task, key,
                                                               jnp.int32(i))
             loss = float(loss)
-            lowest = min(losses) if losses else math.inf
-            if not bool(ok) or (diverge_factor is not None and loss > diverge_factor * lowest):
-                good = out / LATEST if out is not None and (out / LATEST).exists() else None
-                why = (f"the loss {loss:.4g} is more than {diverge_factor:g} times the lowest so far ({lowest:.4g})"
-                       if bool(ok) else f"the loss is {loss} or the parameters or states are no longer finite")
-                raise TrainingDiverged(i, loss, good, why)
+            _check_diverged(i, loss, bool(ok), losses, diverge_factor, out)
             losses.append(loss)
             recent.append(loss)
-            logger.scalar("train/loss", loss, i)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4g}")
-            if on_step is not None:
-                on_step(i, loss)
+            _report_step(i, loss, logger, bar, on_step)
             done = i + 1
             if done % log_every == 0 or done == steps:
                 _log_point(task, callbacks, eqx.combine(params, static), task_state, done, logger,
                            jax.random.fold_in(k_log, done))
             if done % checkpoint_every == 0 or done == steps:
-                checkpoint(done, eqx.combine(params, static))
+                best = _checkpoint(done, eqx.combine(params, static), opt_state, task_state, key, best=best,
+                                   recent=recent, losses=losses, evals=evals, evaluate=evaluate, k_eval=k_eval,
+                                   logger=logger, out=out if writer else None)
     finally:
-        if bar is not None:
-            bar.close()
-        try:
-            logger.close()
-        except Exception as e:  # e.g. a full disk: the error that stopped training (if any) is the one to see
-            _warn(NullLogger(), start, f"closing the TensorBoard log failed ({type(e).__name__}: {e})")
-    final = eqx.combine(params, static)
-    return TrainResult(model=final, losses=losses, evals=evals, step=max(start, steps), seconds=time.time() - t0,
-                       out=out)
-
-
-def _memory_note(mesh) -> str:
-    stats = mesh.devices.flat[0].memory_stats() if hasattr(mesh.devices.flat[0], "memory_stats") else None
-    if not stats or "bytes_limit" not in stats:
-        return ""
-    return f", {stats['bytes_limit'] / 2**30:.1f} GiB per device"
+        _close(bar, logger, start)
+    return TrainResult(model=eqx.combine(params, static), losses=losses, evals=evals, step=max(start, steps),
+                       seconds=time.time() - t0, out=out)
