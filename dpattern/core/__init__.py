@@ -8,20 +8,20 @@ __all__ = ['Augmentation', 'random_shift', 'add_noise', 'disc_mask', 'disc_damag
            'WriteError', 'strict_json', 'atomic_write', 'remove_stale_temporaries', 'save_pytree', 'header_field',
            'read_header', 'load_pytree', 'stored_arrays', 'IMAGE_NAMES', 'MODES', 'load_image', 'to_rgb',
            'load_sequence', 'load_texture', 'add_hidden', 'stack_same_size', 'check_state', 'normalise', 'initialize',
-           'is_main_process', 'space_mesh', 'map_space', 'row_offset', 'cell_uniform', 'shard_space', 'purge_events',
-           'TensorBoardLogger', 'NullLogger', 'l2', 'l1', 'rmse', 'sampled_l2', 'spectral', 'perception_features',
-           'gradient_l2', 'texture_features', 'sliced_wasserstein', 'texture', 'ACTIVATIONS', 'INITIALISERS',
-           'activation', 'dense', 'dense_leading', 'glorot_uniform', 'lecun_normal', 'apply_mlp', 'MLP',
-           'MAX_MODEL_BYTES', 'model_kind', 'is_trainable', 'trainable_filter', 'encode_hyperparam',
-           'decode_hyperparam', 'model_family', 'model_class', 'Model', 'Frozen', 'model_skeleton', 'load_model',
-           'upgrade_arrays', 'Boundary', 'BOUNDARIES', 'HALO', 'check_boundary', 'pad', 'stencil', 'apply_stencils',
-           'stencil_features', 'gradient', 'vector_norm', 'gradient_norm', 'divergence', 'curl', 'laplacian', 'average',
-           'flux_diffusion', 'neighbourhood_max', 'MANIFEST', 'RUN_MARKERS', 'UsageError', 'prepare_out', 'to_jsonable',
-           'write_json', 'read_json', 'package_version', 'write_manifest', 'read_manifest', 'resume_config',
-           'write_gif', 'write_figure', 'array_bytes', 'available_memory', 'format_bytes', 'check_memory', 'data_mesh',
-           'replicated', 'batch_sharding', 'check_batch_size', 'put_replicated', 'constrain_batch',
-           'constrain_replicated', 'LATEST', 'BEST', 'Task', 'normalise_gradients', 'default_optimiser',
-           'TrainingDiverged', 'TrainResult', 'read_training_header', 'train']
+           'is_main_process', 'space_mesh', 'shard_space', 'map_space', 'row_offset', 'cell_uniform',
+           'TensorBoardLogger', 'NullLogger', 'purge_events', 'l2', 'l1', 'rmse', 'sampled_l2', 'spectral',
+           'perception_features', 'gradient_l2', 'texture_features', 'sliced_wasserstein', 'texture', 'ACTIVATIONS',
+           'INITIALISERS', 'activation', 'dense', 'dense_leading', 'glorot_uniform', 'lecun_normal', 'apply_mlp', 'MLP',
+           'MAX_MODEL_BYTES', 'model_kind', 'is_trainable', 'trainable_filter', 'Model', 'Frozen', 'encode_hyperparam',
+           'decode_hyperparam', 'model_family', 'model_class', 'model_skeleton', 'load_model', 'upgrade_arrays',
+           'Boundary', 'BOUNDARIES', 'HALO', 'check_boundary', 'pad', 'stencil', 'apply_stencils', 'stencil_features',
+           'gradient', 'vector_norm', 'gradient_norm', 'divergence', 'curl', 'laplacian', 'average', 'flux_diffusion',
+           'neighbourhood_max', 'MANIFEST', 'RUN_MARKERS', 'UsageError', 'prepare_out', 'to_jsonable', 'write_json',
+           'read_json', 'package_version', 'write_manifest', 'read_manifest', 'resume_config', 'write_gif',
+           'write_figure', 'array_bytes', 'available_memory', 'format_bytes', 'check_memory', 'data_mesh', 'replicated',
+           'batch_sharding', 'check_batch_size', 'put_replicated', 'constrain_batch', 'constrain_replicated', 'LATEST',
+           'BEST', 'Task', 'normalise_gradients', 'default_optimiser', 'TrainingDiverged', 'TrainResult',
+           'read_training_header', 'train']
 
 # %% ../../nbs/core/index.ipynb #core0003
 from dpattern.core.augment import (
@@ -39,10 +39,10 @@ from dpattern.core.data import (
     check_state, normalise,
 )
 from dpattern.core.distributed import (
-    initialize, is_main_process, space_mesh, map_space, row_offset, cell_uniform, shard_space,
+    initialize, is_main_process, space_mesh, shard_space, map_space, row_offset, cell_uniform,
 )
 from dpattern.core.logging import (
-    purge_events, TensorBoardLogger, NullLogger,
+    TensorBoardLogger, NullLogger, purge_events,
 )
 from dpattern.core.losses import (
     l2, l1, rmse, sampled_l2, spectral, perception_features, gradient_l2, texture_features, sliced_wasserstein,
@@ -52,8 +52,8 @@ from dpattern.core.mlp import (
     ACTIVATIONS, INITIALISERS, activation, dense, dense_leading, glorot_uniform, lecun_normal, apply_mlp, MLP,
 )
 from dpattern.core.model import (
-    MAX_MODEL_BYTES, model_kind, is_trainable, trainable_filter, encode_hyperparam, decode_hyperparam,
-    model_family, model_class, Model, Frozen, model_skeleton, load_model, upgrade_arrays,
+    MAX_MODEL_BYTES, model_kind, is_trainable, trainable_filter, Model, Frozen, encode_hyperparam,
+    decode_hyperparam, model_family, model_class, model_skeleton, load_model, upgrade_arrays,
 )
 from dpattern.core.operators import (
     Boundary, BOUNDARIES, HALO, check_boundary, pad, stencil, apply_stencils, stencil_features, gradient,
@@ -79,12 +79,12 @@ _all_ = [
     'CheckpointError', 'WriteError', 'strict_json', 'atomic_write', 'remove_stale_temporaries', 'save_pytree',
     'header_field', 'read_header', 'load_pytree', 'stored_arrays', 'IMAGE_NAMES', 'MODES', 'load_image',
     'to_rgb', 'load_sequence', 'load_texture', 'add_hidden', 'stack_same_size', 'check_state', 'normalise',
-    'initialize', 'is_main_process', 'space_mesh', 'map_space', 'row_offset', 'cell_uniform', 'shard_space',
-    'purge_events', 'TensorBoardLogger', 'NullLogger', 'l2', 'l1', 'rmse', 'sampled_l2', 'spectral',
+    'initialize', 'is_main_process', 'space_mesh', 'shard_space', 'map_space', 'row_offset', 'cell_uniform',
+    'TensorBoardLogger', 'NullLogger', 'purge_events', 'l2', 'l1', 'rmse', 'sampled_l2', 'spectral',
     'perception_features', 'gradient_l2', 'texture_features', 'sliced_wasserstein', 'texture', 'ACTIVATIONS',
     'INITIALISERS', 'activation', 'dense', 'dense_leading', 'glorot_uniform', 'lecun_normal', 'apply_mlp',
-    'MLP', 'MAX_MODEL_BYTES', 'model_kind', 'is_trainable', 'trainable_filter', 'encode_hyperparam',
-    'decode_hyperparam', 'model_family', 'model_class', 'Model', 'Frozen', 'model_skeleton', 'load_model',
+    'MLP', 'MAX_MODEL_BYTES', 'model_kind', 'is_trainable', 'trainable_filter', 'Model', 'Frozen',
+    'encode_hyperparam', 'decode_hyperparam', 'model_family', 'model_class', 'model_skeleton', 'load_model',
     'upgrade_arrays', 'Boundary', 'BOUNDARIES', 'HALO', 'check_boundary', 'pad', 'stencil', 'apply_stencils',
     'stencil_features', 'gradient', 'vector_norm', 'gradient_norm', 'divergence', 'curl', 'laplacian',
     'average', 'flux_diffusion', 'neighbourhood_max', 'MANIFEST', 'RUN_MARKERS', 'UsageError', 'prepare_out',
