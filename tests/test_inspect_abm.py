@@ -80,8 +80,11 @@ def test_formation_training_logs_inspection_figures(tmp_path):
     from dpattern.abm.train import FormationTask, formation_agents
     from dpattern.core.train import default_optimiser, train
     task = FormationTask("horse", n_agents=48, size=32, steps=8, batch_size=1, eval_batch=1)
+    from dpattern.inspect.abm import figure_callback
+    # the task logs only its own image; inspection figures reach the run through train's callbacks
     train(formation_agents(32, hidden=8, key=jax.random.key(0)), task, 2, jax.random.key(1),
-          optimiser=default_optimiser(2, 1e-2), out=tmp_path, log_every=2, progress=False)
+          optimiser=default_optimiser(2, 1e-2), out=tmp_path, log_every=2, progress=False,
+          callbacks=[figure_callback(48, 32, 8)])
     acc = EventAccumulator(str(tmp_path / "logs"), size_guidance={"images": 0}).Reload()
     assert {"inspect/responses", "inspect/density_fields", "formation"} <= set(acc.Tags()["images"])
     assert "inspect/density_field_correlation/ch0" in acc.Tags()["scalars"]
