@@ -129,13 +129,14 @@ def test_robust_standard_errors_match_the_monte_carlo_spread(gray_scott_data):
 
 
 def test_fit_logs_inspection_figures(tmp_path):
-    "A classic fit and a neural fit write their inspection figures to TensorBoard through the task's log hook."
+    "A classic fit and a neural fit write their inspection figures to TensorBoard through train's callbacks."
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from dpattern.inspect.pde import figure_callback
     t, u = simulate(GrayScott(), jax.random.key(0), size=12, t_end=60, frames=4)
     fit(GrayScott(feed=0.06), t, u, steps=2, batch_size=2, solver=SOLVER, progress=False, log_every=2,
-        out=tmp_path / "classic")
+        out=tmp_path / "classic", callbacks=[figure_callback(t, u, SOLVER)])
     fit(NeuralRDA(3, width=4, degree=1, key=jax.random.key(0)), t, u, steps=2, window=2, batch_size=2, solver=SOLVER,
-        progress=False, log_every=2, out=tmp_path / "neural")
+        progress=False, log_every=2, out=tmp_path / "neural", callbacks=[figure_callback(t, u, SOLVER)])
     classic = EventAccumulator(str(tmp_path / "classic" / "logs"), size_guidance={"images": 0}).Reload()
     neural = EventAccumulator(str(tmp_path / "neural" / "logs"), size_guidance={"images": 0}).Reload()
     assert {"inspect/uncertainty", "inspect/landscape"} <= set(classic.Tags()["images"])

@@ -1,4 +1,5 @@
 """Live widgets (dpattern.inspect.live) in headless Chromium, offline: the page's step equals the library's."""
+import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -131,7 +132,7 @@ def test_logo_regrows_in_the_page(chromium, logo):
 
 
 def _euler(model, u0, steps, dt):
-    return np.asarray(solve(model, jnp.asarray(u0), jnp.array([0.0, steps * dt]), method="euler", dt=dt)[-1])
+    return np.asarray(solve(model, jnp.asarray(u0), jnp.array([0.0, steps * dt]), solver=diffrax.Euler(), dt=dt)[-1])
 
 
 def test_gray_scott_matches_euler(chromium):

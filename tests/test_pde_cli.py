@@ -39,7 +39,7 @@ def test_simulate_defaults_work_with_no_arguments(tmp_path):
     (["pde", "simulate", "gray-scott", "--param", "D_b=-0.05"], "D_b must be >= 0"),
     (["pde", "simulate", "heat", "--method", "rk4"], "--method 'rk4' is not a solver"),
     (["pde", "fit", "--model", "navier-stokes"], "unknown model"),
-    (["pde", "fit", "--fit", "feed", "F"], "cannot fit 'F'"),
+    (["pde", "fit", "--fit", "feed", "F"], "--fit F: gray-scott's parameters are D_a, D_b, feed, kill"),
     (["pde", "fit", "--init", "D_a=-1"], "D_a must be >= 0"),
 ])
 def test_bad_input_is_one_line_and_creates_nothing(tmp_path, args, message):

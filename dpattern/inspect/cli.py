@@ -114,7 +114,7 @@ def _trajectory(path: Path, names: tuple[str, ...], ndims: tuple[int, ...]) -> d
     t, n = out["positions"].shape[:2]
     if out["positions"].shape[-1] != 2 or out["headings"].shape != (t, n) or out["field"].shape[0] != t:
         raise UsageError(f"{path}: positions {list(out['positions'].shape)}, headings {list(out['headings'].shape)} and "
-                         f"field {list(out['field'].shape)} do not fit together ([T, N, 2], [T, N], [T, G, G])")
+                         f"field {list(out['field'].shape)} do not fit together ([T, N, 2], [T, N], [T, C, G, G])")
     return out
 
 # %% ../../nbs/inspect/03_cli.ipynb #5b973b98
@@ -157,7 +157,7 @@ def load_run(run, data=None) -> dict:
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise UsageError(f"{run / 'metrics.json'} has no positive integer {name!r}; is it from `dpattern abm train`?")
     elif kind == "abm-simulate":
-        out["trajectory"] = _trajectory(run / "trajectory.npz", ("positions", "headings", "field"), (3, 2, 3))
+        out["trajectory"] = _trajectory(run / "trajectory.npz", ("positions", "headings", "field"), (3, 2, 4))
         out["model"] = None
     else:
         from dpattern.nca.runs import load_run_model, read_run_config
@@ -222,6 +222,7 @@ def inspect_command(args) -> int:
     from dpattern.core.run import prepare_out
     run = Path(args.run)
     out = Path(args.out) if args.out else run / "inspect"
+    run_kind(run)                                      # a run directory at all, before its --out
     prepare_out(out, overwrite=args.overwrite, markers=("inspect.json",), create=False, what="inspection figures",
                 can_resume=False)
     loaded = load_run(run, args.data)                  # kind, model and data checked before any work

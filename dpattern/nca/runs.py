@@ -418,7 +418,7 @@ def run_training(config: TrainConfig, out, model, task, *, resume: bool = False,
                        log_every=max(config.iters // 10, 1), checkpoint_every=max(min(100, config.iters // 5), 1),
                        on_step=lambda i, loss: stamps.append(time.time()), callbacks=callbacks)
     except TrainingDiverged as e:
-        raise TrainingDiverged(f"{e} (--lr {config.lr:g}); {_last_good(out)}") from None
+        raise UsageError(f"{e} (--lr {config.lr:g}); {_last_good(out)}") from None
     final_loss = float(task.evaluate(result.model, k_eval))
     result.model.save(out / "model.dpt")
     paths = write_outputs(result.model, task, out, result.losses, result.evals)
