@@ -15,64 +15,32 @@ import traceback
 from typing import Sequence
 
 # %% auto #0
-__all__ = ['COMMAND_MODULES', 'positive_int', 'nonnegative_int', 'finite_float', 'positive_float', 'nonnegative_float',
-           'probability', 'add_training_options', 'add_batch_option', 'add_boundary_option', 'add_lr_option',
+__all__ = ['positive_int', 'nonnegative_int', 'finite_float', 'positive_float', 'nonnegative_float', 'probability',
+           'COMMAND_MODULES', 'add_training_options', 'add_batch_option', 'add_boundary_option', 'add_lr_option',
            'start_processes', 'info', 'build_parser', 'run_command', 'main']
 
 # %% ../nbs/core/10_cli.ipynb #c1a0f001
-def _number(text: str, kind, what: str):
-    try:
-        v = kind(text)
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-    if kind is float and not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-    return v
+def _checker(name: str, kind, what: str, ok=lambda v: True):
+    "An argparse `type=` named `name`: parse `kind` (int or float), finite, with `ok(value)`, else say `what`."
+    def check(text: str):
+        try:
+            v = kind(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if (kind is float and not math.isfinite(v)) or not ok(v):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return v
+    check.__name__ = check.__qualname__ = name
+    check.__doc__ = f"`type=` for a flag that takes {what}."
+    return check
 
 
-def positive_int(text: str) -> int:
-    "`type=` for a flag that takes an integer >= 1."
-    v = _number(text, int, "a positive integer")
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
-
-
-def nonnegative_int(text: str) -> int:
-    "`type=` for a flag that takes an integer >= 0."
-    v = _number(text, int, "an integer >= 0")
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return v
-
-
-def finite_float(text: str) -> float:
-    "`type=` for a flag that takes a finite real number."
-    return _number(text, float, "a finite number")
-
-
-def positive_float(text: str) -> float:
-    "`type=` for a flag that takes a finite number > 0."
-    v = _number(text, float, "a finite number > 0")
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
-    return v
-
-
-def nonnegative_float(text: str) -> float:
-    "`type=` for a flag that takes a finite number >= 0."
-    v = _number(text, float, "a finite number >= 0")
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return v
-
-
-def probability(text: str) -> float:
-    "`type=` for a flag that takes a probability in [0, 1]."
-    v = _number(text, float, "a probability between 0 and 1")
-    if not 0 <= v <= 1:
-        raise argparse.ArgumentTypeError(f"expected a probability between 0 and 1, got {text!r}")
-    return v
+positive_int = _checker("positive_int", int, "a positive integer", lambda v: v >= 1)
+nonnegative_int = _checker("nonnegative_int", int, "an integer >= 0", lambda v: v >= 0)
+finite_float = _checker("finite_float", float, "a finite number")
+positive_float = _checker("positive_float", float, "a finite number > 0", lambda v: v > 0)
+nonnegative_float = _checker("nonnegative_float", float, "a finite number >= 0", lambda v: v >= 0)
+probability = _checker("probability", float, "a probability between 0 and 1", lambda v: 0 <= v <= 1)
 
 # %% ../nbs/core/10_cli.ipynb #a7ddbf78
 COMMAND_MODULES: tuple[str, ...] = ("dpattern.nca.cli", "dpattern.pde.cli", "dpattern.abm.cli", "dpattern.inspect.cli")  # modules with an `add_commands(subparsers)` function

@@ -14,12 +14,11 @@ from ..core.mlp import activation as _activation, apply_mlp, dense, glorot_unifo
 from ..core.model import Model
 
 # %% auto #0
-__all__ = ['UPDATES', 'MLPUpdate', 'GatedUpdate', 'gaussian_basis', 'KANUpdate']
+__all__ = ['UPDATES', 'TwoLayerUpdate', 'MLPUpdate', 'GatedUpdate', 'gaussian_basis', 'KANUpdate']
 
 # %% ../../nbs/nca/01_update.ipynb #f5787fb7
-class MLPUpdate(Model):
-    "Per-cell update `features [..., F] -> change [..., C]`: dense, activation, dense (zero-initialised)."
-    former_kinds = ("dpattern.nca.model.MLPUpdate",)
+class TwoLayerUpdate(Model):
+    "The layout the MLP and gated updates share: `features [..., F] -> hidden -> outputs`, on `dpattern.core.mlp`."
     features: int = eqx.field(static=True)
     channels: int = eqx.field(static=True)
     hidden: int = eqx.field(static=True)
@@ -29,42 +28,42 @@ class MLPUpdate(Model):
     w2: jax.Array
     b2: jax.Array
 
-    def __init__(self, features: int, channels: int, hidden: int = 128, activation: str = "relu", *, key):
+    def __init__(self, features: int, channels: int, hidden: int, activation: str, hidden_key: jax.Array,
+                 w2: jax.Array):
         _activation(activation)
         self.features, self.channels, self.hidden, self.activation = features, channels, hidden, activation
-        self.w1 = glorot_uniform(key, features, hidden)
+        self.w1 = glorot_uniform(hidden_key, features, hidden)
         self.b1 = jnp.zeros(hidden)
-        self.w2 = jnp.zeros((hidden, channels))
-        self.b2 = jnp.zeros(channels)
+        self.w2, self.b2 = w2, jnp.zeros(w2.shape[1])
 
-    def __call__(self, p: jax.Array, dense=dense) -> jax.Array:
+    def outputs(self, p: jax.Array, dense=dense) -> jax.Array:
+        "The second layer's outputs `[..., O]` for perception vectors `p [..., F]`."
         return apply_mlp((self.w1, self.w2), (self.b1, self.b2), p, self.activation, dense)
 
 
-class GatedUpdate(Model):
-    "Per-cell gated update: hidden layer, then a value and a gate head, `value * sigmoid(gate)`."
-    former_kinds = ("dpattern.nca.model.GatedUpdate",)
-    features: int = eqx.field(static=True)
-    channels: int = eqx.field(static=True)
-    hidden: int = eqx.field(static=True)
-    activation: str = eqx.field(static=True)
-    w1: jax.Array
-    b1: jax.Array
-    w2: jax.Array
-    b2: jax.Array
+class MLPUpdate(TwoLayerUpdate):
+    "Per-cell update `features [..., F] -> change [..., C]`: dense, activation, dense (zero-initialised)."
+    former_kinds = ("dpattern.nca.model.MLPUpdate",)
 
     def __init__(self, features: int, channels: int, hidden: int = 128, activation: str = "relu", *, key):
-        _activation(activation)
-        self.features, self.channels, self.hidden, self.activation = features, channels, hidden, activation
-        k1, k2 = jax.random.split(key)
-        self.w1 = glorot_uniform(k1, features, hidden)
-        self.b1 = jnp.zeros(hidden)
-        # value head zero (no change at first), gate head random (so gradients reach the value head)
-        self.w2 = jnp.concatenate([jnp.zeros((hidden, channels)), glorot_uniform(k2, hidden, channels)], axis=1)
-        self.b2 = jnp.zeros(2 * channels)
+        super().__init__(features, channels, hidden, activation, key, jnp.zeros((hidden, channels)))
 
     def __call__(self, p: jax.Array, dense=dense) -> jax.Array:
-        out = apply_mlp((self.w1, self.w2), (self.b1, self.b2), p, self.activation, dense)
+        return self.outputs(p, dense)
+
+
+class GatedUpdate(TwoLayerUpdate):
+    "Per-cell gated update: hidden layer, then a value and a gate head, `value * sigmoid(gate)`."
+    former_kinds = ("dpattern.nca.model.GatedUpdate",)
+
+    def __init__(self, features: int, channels: int, hidden: int = 128, activation: str = "relu", *, key):
+        k1, k2 = jax.random.split(key)
+        # value head zero (no change at first), gate head random (so gradients reach the value head)
+        heads = jnp.concatenate([jnp.zeros((hidden, channels)), glorot_uniform(k2, hidden, channels)], axis=1)
+        super().__init__(features, channels, hidden, activation, k1, heads)
+
+    def __call__(self, p: jax.Array, dense=dense) -> jax.Array:
+        out = self.outputs(p, dense)
         value, gate = out[..., :self.channels], out[..., self.channels:]
         return value * jax.nn.sigmoid(gate)
 
