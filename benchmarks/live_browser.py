@@ -41,7 +41,7 @@ def main(argv=None):
     nca = eqx.tree_at(lambda m: (m.update.w2, m.update.b2), nca, (w2, nca.update.b2.at[3].set(0.01)))
     full = np.asarray(jax.random.uniform(jax.random.key(2), (16, 64, 64)), np.float32) * 0.5 + 0.2
     logo = load_model(Path(__file__).resolve().parent.parent / "nbs" / "inspect" / "nca_logo.dpt")
-    grown = logo.rollout(seed_state(12, 40), 64, jax.random.key(0))
+    grown, _ = logo.rollout(seed_state(12, 40), 64, jax.random.key(0))
     widgets = [("NCA 64x64x16, hidden 128, all cells alive", live(nca, full, playing=False), 20),
                ("logo NCA 40x40x12, hidden 64, grown (nca_logo.dpt)", live(logo, grown, playing=False), 100),
                ("NCA 64x64x16, hidden 128, all alive, WebGL2 forced", live(nca, full, playing=False, renderer="webgl"), 4),

@@ -100,7 +100,7 @@ def final_state(model, x, steps, key, method):
     """The rollout's final state. The fast gradient calls `fast_rollout` directly (as `NCA.rollout` does,
     but outside its jit cache, so that each variant is traced afresh); the others go through the public API."""
     if method != "fast":
-        return model.rollout(x, steps, key, gradient=method)
+        return model.rollout(x, steps, key, gradient=method)[0]
     keys = jax.random.split(key, steps)
     return jnp.moveaxis(fast_rollout(model, jnp.moveaxis(x, -3, -1), keys), -1, -3)
 

@@ -166,11 +166,11 @@ def bench_nca(cfg, rows):
 
     # --- dpattern: the public model, rollout and a loss as the NCA tasks use them (default fast gradient)
     trainable, static = m.partition()
-    roll = eqx.filter_jit(lambda m, x, k: m.rollout(x, steps, k))
+    roll = eqx.filter_jit(lambda m, x, k: m.rollout(x, steps, k)[0])
     dp_roll = median_time(lambda: roll(m, x, jax.random.key(4)), rep)
 
     def dp_loss(p, key):
-        y = eqx.combine(p, static).rollout(x, steps, key)
+        y, _ = eqx.combine(p, static).rollout(x, steps, key)
         return jnp.mean((y[:, :4] - target) ** 2)
     dp_step = train_step(dp_loss, opt)
     dp_state = [trainable, opt.init(trainable)]
@@ -408,7 +408,7 @@ target = jax.random.uniform(jax.random.key(3), (batch, 4, size, size))
 opt = optax.adam(2e-3)
 if which == "dpattern":
     p, static = m.partition()
-    loss = lambda p, k: jnp.mean((eqx.combine(p, static).rollout(x, steps, k)[:, :4] - target) ** 2)
+    loss = lambda p, k: jnp.mean((eqx.combine(p, static).rollout(x, steps, k)[0][:, :4] - target) ** 2)
 else:
     p, xl, tl = params, jnp.moveaxis(x, 1, -1), jnp.moveaxis(target, 1, -1)
     fire = bench.bernoulli_fire(0.5)

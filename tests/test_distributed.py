@@ -183,7 +183,7 @@ for boundary in ("periodic", "reflect"):
     # a non-zero last layer, so the rule actually changes the state
     nca = eqx.tree_at(lambda m: m.update.w2, nca, 0.3 * jax.random.normal(jax.random.key(1), nca.update.w2.shape))
     x0 = seed_state(8, (32, 24), batch=2)
-    run = lambda x, k: nca.rollout(x, 30, k)
+    run = lambda x, k: nca.rollout(x, 30, k)[0]
     whole = jax.jit(run)(x0, jax.random.key(2))
     split = jax.jit(map_space(run, mesh))(x0, jax.random.key(2))
     err = float(np.abs(np.asarray(split) - np.asarray(whole)).max())

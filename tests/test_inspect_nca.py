@@ -68,7 +68,7 @@ def test_ablating_an_ignored_channel_leaves_the_loss_unchanged():
     m = eqx.tree_at(lambda m: m.update.w1, m, m.update.w1.at[rows].set(0.0))
     x0 = jax.random.uniform(jax.random.key(2), (6, 12, 12))
     target = jnp.zeros((4, 12, 12)).at[:, 3:9, 3:9].set(1.0)
-    loss = eqx.filter_jit(lambda m: jnp.mean((m.rollout(x0, 16, jax.random.key(0))[:4] - target) ** 2))
+    loss = eqx.filter_jit(lambda m: jnp.mean((m.rollout(x0, 16, jax.random.key(0))[0][:4] - target) ** 2))
     res = ablation(m, loss, (12, 12))
     assert res["channels"] == [4, 5]
     assert abs(res["change"][1]) < 1e-6 and abs(res["change"][0]) > 1e-5, res
@@ -98,7 +98,7 @@ def test_fixed_point_stability_matches_a_perturbed_rollout(gain):
         lead = abs(st["eigenvalues"][0])
         eps = 1e-7
         n = 10 if lead < 1 else max(2, int(np.log(1e-4 / eps) / np.log(lead)))   # stay in the linear range
-        y = m.rollout(xs + eps * jnp.asarray(st["vector"]), n, jax.random.key(0))
+        y, _ = m.rollout(xs + eps * jnp.asarray(st["vector"]), n, jax.random.key(0))
         ratio = float(jnp.linalg.norm(y - xs) / eps) ** (1 / n)
         assert st["stable"] == (lead < 1) == (ratio < 1), (lead, ratio)
         assert abs(ratio - lead) < 0.02 * lead, (lead, ratio)

@@ -58,7 +58,7 @@ def test_page_step_equals_rollout(chromium, update, boundary, renderer):
     x0 = _start()
     # fire rate 1: no masks
     m1 = _nca(update, boundary, 1.0)
-    ref1 = np.asarray(m1.rollout(x0, 50, jax.random.key(3)))
+    ref1 = np.asarray(m1.rollout(x0, 50, jax.random.key(3))[0])
     page = _page(chromium, live(m1, x0, playing=False, renderer=renderer))
     assert page.evaluate("window.dpatternLive[0].renderer") == renderer
     page.evaluate("window.dpatternLive[0].step(50)")
@@ -69,7 +69,7 @@ def test_page_step_equals_rollout(chromium, update, boundary, renderer):
     key = jax.random.key(4)
     masks = np.stack([np.asarray(m.fire_mask(k, (*x0.shape[1:], 12)))[..., 0] for k in jax.random.split(key, 50)])
     assert 0.4 < masks.mean() < 0.6
-    ref = np.asarray(m.rollout(x0, 50, key))
+    ref = np.asarray(m.rollout(x0, 50, key)[0])
     page = _page(chromium, live(m, x0, playing=False, renderer=renderer))
     page.evaluate("m => window.dpatternLive[0].step(50, m)", masks.ravel().tolist())
     got = _state(page, x0.shape)
@@ -81,8 +81,8 @@ def test_page_step_equals_rollout(chromium, update, boundary, renderer):
 def test_boundaries_differ():
     "The comparison above can tell the boundaries apart: the same start differs by the boundary."
     x0 = _start()
-    a = _nca("mlp", "periodic", 1.0).rollout(x0, 50, jax.random.key(3))
-    b = _nca("mlp", "zero", 1.0).rollout(x0, 50, jax.random.key(3))
+    a, _ = _nca("mlp", "periodic", 1.0).rollout(x0, 50, jax.random.key(3))
+    b, _ = _nca("mlp", "zero", 1.0).rollout(x0, 50, jax.random.key(3))
     assert float(jnp.abs(a - b).max()) > 1e-2
 
 
@@ -91,7 +91,7 @@ def logo():
     "The saved logo NCA (12 channels, grown to scikit-image's logo at 32 px, padded to 40), its target, a grown state."
     m = load_model(ROOT / "nbs/inspect/nca_logo.dpt")
     target = np.asarray(load_image("logo", size=32, pad=4))
-    grown = m.rollout(seed_state(12, 40), 64, jax.random.key(0))   # its training rollouts were 40-64 steps
+    grown, _ = m.rollout(seed_state(12, 40), 64, jax.random.key(0))   # its training rollouts were 40-64 steps
     return m, target, grown
 
 
@@ -121,7 +121,7 @@ def test_logo_regrows_in_the_page(chromium, logo):
     m, target, grown = logo
     hurt = erase_disc(grown, centre=(0.4, 0.6), radius=0.2)
     steps = 32                  # (trained without damage: it regrows most of the disc, then drifts slowly)
-    d_jax = _distance(m.rollout(hurt, steps, jax.random.key(5)), target)
+    d_jax = _distance(m.rollout(hurt, steps, jax.random.key(5))[0], target)
     d_hurt = _distance(hurt, target)
     page = _page(chromium, live(m, hurt, playing=False))
     page.evaluate(f"window.dpatternLive[0].step({steps})")      # the page's own firing masks

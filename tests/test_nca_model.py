@@ -39,7 +39,7 @@ def test_firing_masks_differ_between_steps_and_keys():
     a, b = model(x, jax.random.key(1)), model(x, jax.random.key(2))
     assert (a == model(x, jax.random.key(1))).all()             # same key, same mask
     assert not (a == b).all()
-    traj = model.rollout(x, 6, jax.random.key(3), every=1)
+    _, traj = model.rollout(x, 6, jax.random.key(3), every=1)
     counts = np.asarray(traj[-1, 0])                            # times each cell fired in 6 steps
     assert counts.min() >= 0 and counts.max() <= 6 and 2 < counts.mean() < 4
 
@@ -48,7 +48,7 @@ def test_alive_masking_confines_growth_to_neighbours_of_live_cells():
     model = _constant_update(NCA(8, fire_rate=1.0, alive_threshold=0.1, key=jax.random.key(0)))
     x = seed_state(8, 21)
     for steps in (1, 3, 5):
-        y = model.rollout(x, steps, jax.random.key(0))
+        y, _ = model.rollout(x, steps, jax.random.key(0))
         alive = np.asarray(y[3] > 0)
         rows, cols = np.nonzero(alive)
         assert rows.min() == 10 - steps and rows.max() == 10 + steps    # one ring per step
@@ -79,11 +79,11 @@ def test_every_variant_constructs_runs_saves_and_loads(kw, tmp_path):
     w2 = model.update.w2
     model = eqx.tree_at(lambda m: m.update.w2, model, 0.05 * jax.random.normal(jax.random.key(2), w2.shape))
     x = jnp.zeros((2, 10, 20, 20)).at[:, 3:, 10, 10].set(1.0)
-    y = model.rollout(x, 5, jax.random.key(3))
+    y, _ = model.rollout(x, 5, jax.random.key(3))
     assert y.shape == x.shape and np.isfinite(np.asarray(y)).all()
     assert not (y == x).all()
     path = model.save(tmp_path / "nca.dpt")
     for back in (NCA.load(path), load_model(path)):
         assert type(back) is NCA and type(back.update) is type(model.update)
         assert back.hyperparams(encoded=True) == model.hyperparams(encoded=True)
-        np.testing.assert_array_equal(back.rollout(x, 5, jax.random.key(3)), y)
+        np.testing.assert_array_equal(back.rollout(x, 5, jax.random.key(3))[0], y)

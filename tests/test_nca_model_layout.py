@@ -47,7 +47,7 @@ def test_the_saved_logo_nca_loads_from_its_former_module_name_and_grows():
     m = NCA.load(path)
     assert type(m.update) is MLPUpdate
     np.testing.assert_array_equal(np.asarray(m.update.w1), arrays[".update.w1"])
-    y = m.rollout(seed_state(m.channels, 40), 64, jax.random.key(0))
+    y, _ = m.rollout(seed_state(m.channels, 40), 64, jax.random.key(0))
     assert float(y[3].sum()) > 20.0       # a grown shape, not one seed cell
 
 

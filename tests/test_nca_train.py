@@ -29,13 +29,13 @@ def test_regeneration_after_damage():
     radius = np.sqrt(0.2 * area / np.pi) / target.shape[-1]
     ratios = []
     for i in range(3):
-        grown = model.rollout(task.seed, 56, jax.random.key(10 + i))
+        grown, _ = model.rollout(task.seed, 56, jax.random.key(10 + i))
         hurt = erase_disc(grown, centre=(0.38, 0.62), radius=radius)
         erased = float(((grown[3] > 0.1) & (hurt[3] == 0)).sum()) / area
         assert 0.12 < erased < 0.28, erased
         key = jax.random.key(20 + i)
-        undamaged = loss(model.rollout(grown, 56, key))           # the same number of further steps, no damage
-        damaged, regrown = loss(hurt), loss(model.rollout(hurt, 56, key))
+        undamaged = loss(model.rollout(grown, 56, key)[0])           # the same number of further steps, no damage
+        damaged, regrown = loss(hurt), loss(model.rollout(hurt, 56, key)[0])
         print(f"initial {loss(task.seed):.4f} undamaged {undamaged:.4f} damaged {damaged:.4f} regrown {regrown:.4f}")
         assert undamaged < loss(task.seed) / 3        # it grew the pattern and keeps it
         assert damaged > 2 * undamaged                # the damage hurt
@@ -72,5 +72,5 @@ def test_texture_brick_reduces_loss_5x():
     print(f"texture {before:.4f} -> {after:.4f} ({before / after:.1f}x)")
     assert after <= before / 5
     # not a flat image: the grown texture has about the exemplar's contrast
-    y = trained.rollout(task.noise(jax.random.key(3), None), 24, jax.random.key(4))
+    y, _ = trained.rollout(task.noise(jax.random.key(3), None), 24, jax.random.key(4))
     assert 0.5 < float(y[0].std() / brick.std()) < 2

@@ -255,16 +255,16 @@ class AgentModel(Model):
     def rollout(self, state: AgentState, steps: int, key: jax.Array, every: int | None = None):
         """Run `steps` steps from `state` (one swarm, or a batch with a leading axis).
 
-        Returns `(final, trajectory)`. `trajectory` is `None` if `every` is `None`; otherwise it holds the
-        initial state, every `every`-th state after it, and the final state if `steps` is not a multiple
-        of `every`: `[T, ...]` (after the batch axis) with `T = ceil(steps / every) + 1`."""
+        Returns `(final, trajectory)`; `trajectory` is `None` when `every` is None, else `[T, ...]` time first
+        (`[T, B, ...]` for a batch), `T = ceil(steps / every) + 1` states including the initial one (every
+        `every`-th state, and the final one if `steps` is not a multiple of `every`)."""
         if every is not None and (int(every) != every or every < 1):
             raise ValueError(f"every must be a positive integer, got {every}")
         if int(steps) != steps or steps < 0:
             raise ValueError(f"steps must be a non-negative integer, got {steps}")
         if state.positions.ndim == 3:
             keys = jax.random.split(key, state.positions.shape[0])
-            return jax.vmap(lambda s, k: self.rollout(s, steps, k, every))(state, keys)
+            return jax.vmap(lambda s, k: self.rollout(s, steps, k, every), out_axes=(0, 1))(state, keys)
         self.check(state)
         state = self.prepare(state)
         step = jax.checkpoint(lambda model, s, k: model.step(s, k))

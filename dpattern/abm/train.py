@@ -160,7 +160,7 @@ class FormationTask(Task):
         "Per-swarm (Sinkhorn divergence, field loss), averaged over the scored steps of a rollout from `starts`."
         if self.hold:
             _, traj = model.rollout(starts, self.steps, key, every=self.steps // 4)
-            scored = jax.tree.map(lambda a: a[:, 2:], traj)  # steps T/2, 3T/4 and T
+            scored = jax.tree.map(lambda a: jnp.swapaxes(a[2:], 0, 1), traj)  # [B, 3, ...]: steps T/2, 3T/4, T
         else:
             final, _ = model.rollout(starts, self.steps, key)
             scored = jax.tree.map(lambda a: a[:, None], final)

@@ -308,7 +308,7 @@ def nca_figures(model: NCA, x0, steps: int, loss: Callable[[NCA], float] | None 
     x0 = jnp.asarray(x0)
     every = max(1, steps // 8)
     steps = every * max(1, steps // every)
-    traj = model.rollout(x0, steps, key, every=every)
+    _, traj = model.rollout(x0, steps, key, every=every)
     figures, numbers = {}, {}
     sens = sensitivity(model, traj[1:])
     gain = sensitivity(model, traj[1:], gain=True)

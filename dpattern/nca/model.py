@@ -142,7 +142,7 @@ def _rollout(model, x, steps, key, every, gradient, length):
     keys = jax.random.split(key, steps)
     xs = jnp.moveaxis(x, -3, -1)
     if every is None and gradient == "fast":
-        return jnp.moveaxis(fast_rollout(model, xs, keys, length), -1, -3)
+        return jnp.moveaxis(fast_rollout(model, xs, keys, length), -1, -3), None
     step = (lambda s, k: model.step_nhwc(s, k))
     step = jax.checkpoint(step) if gradient == "checkpoint" else step
     if length is not None:   # skip the steps past `length`: lax.cond runs only one branch, forward and back
@@ -151,15 +151,15 @@ def _rollout(model, x, steps, key, every, gradient, length):
         keys = (jnp.arange(steps), keys)
     if every is None:
         xs, _ = jax.lax.scan(lambda s, k: (step(s, k), None), xs, keys)
-        return jnp.moveaxis(xs, -1, -3)
+        return jnp.moveaxis(xs, -1, -3), None
 
     def chunk(s, ks):
         s, _ = jax.lax.scan(lambda s, k: (step(s, k), None), s, ks)
         return s, s
 
     chunked = jax.tree.map(lambda k: k.reshape(steps // every, every, *k.shape[1:]), keys)
-    _, traj = jax.lax.scan(chunk, xs, chunked)
-    return jnp.moveaxis(jnp.concatenate([xs[None], traj]), -1, -3)
+    last, traj = jax.lax.scan(chunk, xs, chunked)
+    return jnp.moveaxis(last, -1, -3), jnp.moveaxis(jnp.concatenate([xs[None], traj]), -1, -3)
 
 # %% ../../nbs/nca/02_nca.ipynb #c462be45
 class _Rollouts(_CellSteps):
@@ -184,8 +184,11 @@ class _Rollouts(_CellSteps):
         every: int | None = None,  # keep every `every`-th state as a trajectory; None: only the final state
         length: jax.Array | None = None,  # run only the first `length` (<= steps, may be traced) steps
         gradient: str = "fast",  # how to differentiate: 'fast', 'autodiff' or 'checkpoint'
-    ) -> jax.Array:
-        "Run `steps` steps; the final state, or a trajectory `[steps // every + 1, ...]` including `x`."
+    ) -> tuple[jax.Array, jax.Array | None]:
+        """Run `steps` steps (a multiple of `every`) from `x`.
+
+        Returns `(final, trajectory)`; `trajectory` is `None` when `every` is None, else `[T, ...]` time first
+        (`[T, B, ...]` for a batch), `T = ceil(steps / every) + 1` states including the initial one."""
         self.check_state(x)
         if every is not None and (every < 1 or steps % every):
             raise ValueError(f"steps ({steps}) must be a multiple of every ({every})")

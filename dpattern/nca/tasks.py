@@ -79,11 +79,11 @@ def free_animation(model, x0, steps: int, key, damage: bool = False, every: int 
     every = every or max(1, steps // 100)
     steps = every * max(1, steps // every)
     if not damage:
-        return model.rollout(x0, steps, key, every=every)
+        return model.rollout(x0, steps, key, every=every)[1]
     half = every * max(1, steps // (2 * every))
-    a = model.rollout(x0, half, key, every=every)
+    _, a = model.rollout(x0, half, key, every=every)
     hurt = erase_disc(a[-1], (0.5, 0.6), 0.25)
-    b = model.rollout(hurt, half, jax.random.fold_in(key, 1), every=every)
+    _, b = model.rollout(hurt, half, jax.random.fold_in(key, 1), every=every)
     return jnp.concatenate([a, hurt[None], b[1:]])
 
 
@@ -167,11 +167,11 @@ class Grow(Task):
         lo, hi = self.steps
         if self.window == 1:
             length = jax.random.randint(k_len, (), lo, hi + 1) if lo < hi else None
-            return [model.rollout(x, hi, k_run, length=length)]
+            return [model.rollout(x, hi, k_run, length=length)[0]]
         every = (hi - lo) // (self.window - 1)
-        states = [model.rollout(x, lo, k_run)]
+        states = [model.rollout(x, lo, k_run)[0]]
         for k in jax.random.split(k_len, self.window - 1):
-            states.append(model.rollout(states[-1], every, k))
+            states.append(model.rollout(states[-1], every, k)[0])
         return states
 
     def loss(self, model, batch, key):
@@ -185,7 +185,7 @@ class Grow(Task):
 
     def evaluate(self, model, key):
         x = jnp.broadcast_to(self.seed, (self.eval_batch, *self.seed.shape))
-        y = model.rollout(x, self.steps[1], key)
+        y, _ = model.rollout(x, self.steps[1], key)
         return visible_l2(y, self.target).mean()
 
     def start_state(self, model, key):
@@ -203,10 +203,10 @@ class Grow(Task):
 
     def outcome(self, model, key):
         "`(state grown for horizon_steps [C, H, W], target [V, H, W], steps)`."
-        return model.rollout(self.seed, self.horizon_steps, key), self.target, self.horizon_steps
+        return model.rollout(self.seed, self.horizon_steps, key)[0], self.target, self.horizon_steps
 
     def log(self, model, state, step, logger, key):
-        traj = model.rollout(self.seed, self.steps[1], key, every=self.steps[1] // 4)
+        _, traj = model.rollout(self.seed, self.steps[1], key, every=self.steps[1] // 4)
         logger.image("grow/from_seed", render_grid(traj, self.visible, columns=len(traj)), step)
         if self.pool_size:
             logger.image("grow/pool", render_grid(state["pool"][:16], self.visible, columns=8), step)
@@ -273,7 +273,7 @@ class Morph(Task):
         return {"x": x, "y": y, "shift": shifts}
 
     def loss(self, model, batch, key):
-        out = model.rollout(batch["x"], self.steps, key)
+        out, _ = model.rollout(batch["x"], self.steps, key)
         return visible_l2(out, batch["y"]).mean(), out
 
     def update(self, state, batch, aux):
@@ -283,7 +283,7 @@ class Morph(Task):
         "Run freely from frame 0 through every transition: the states `[T, C, H, W]` (frame 0 first)."
         states = [self._hidden(self.frames[0])]
         for k in jax.random.split(key, self.frames.shape[0] - 1):
-            states.append(model.rollout(states[-1], steps or self.steps, k))
+            states.append(model.rollout(states[-1], steps or self.steps, k)[0])
         return jnp.stack(states)
 
     def evaluate(self, model, key):
@@ -302,7 +302,7 @@ class Morph(Task):
         "The free-running chain through every transition, about 16 frames per transition `[T, C, H, W]`."
         chain = [self.start_state(model, key)[None]]
         for k in jax.random.split(key, self.frames.shape[0] - 1):
-            chain.append(model.rollout(chain[-1][-1], self.steps, k, every=max(1, self.steps // 16))[1:])
+            chain.append(model.rollout(chain[-1][-1], self.steps, k, every=max(1, self.steps // 16))[1][1:])
         return jnp.concatenate(chain)
 
     def outcome(self, model, key):
@@ -385,7 +385,7 @@ class Texture(Task):
         k_len, k_run = jax.random.split(key)
         lo, hi = self.steps
         length = jax.random.randint(k_len, (), lo, hi + 1) if lo < hi else None
-        return model.rollout(x, hi, k_run, length=length)
+        return model.rollout(x, hi, k_run, length=length)[0]
 
     def score(self, y, key):
         "Per-sample loss of states `y [B, C, H, W]`: texture loss + overflow penalty."
@@ -402,7 +402,7 @@ class Texture(Task):
 
     def evaluate(self, model, key):
         k_noise, k_run = jax.random.split(key)
-        y = model.rollout(self.noise(k_noise, 4), self.steps[1], k_run)
+        y, _ = model.rollout(self.noise(k_noise, 4), self.steps[1], k_run)
         return self.score(y, jax.random.key(0)).mean()
 
     def start_state(self, model, key):
@@ -420,10 +420,10 @@ class Texture(Task):
 
     def outcome(self, model, key):
         "`(state grown from noise for horizon_steps [C, H, W], exemplar [V, h, w], steps)`."
-        return model.rollout(self.start_state(model, key), self.horizon_steps, key), self.exemplar, self.horizon_steps
+        return model.rollout(self.start_state(model, key), self.horizon_steps, key)[0], self.exemplar, self.horizon_steps
 
     def log(self, model, state, step, logger, key):
-        y = model.rollout(self.noise(key, 4), self.steps[1], key)
+        y, _ = model.rollout(self.noise(key, 4), self.steps[1], key)
         logger.image("texture/from_noise", render_grid(y, self.visible, columns=4), step)
         _log_model(model, self, logger, step, key)
 
@@ -469,14 +469,14 @@ class Imitate(Task):
         return {"x": self._hidden(self.frames[t0]), "y": self.frames[later]}       # y [B, horizon, V, H, W]
 
     def loss(self, model, batch, key):
-        traj = model.rollout(batch["x"], self.steps * self.horizon, key, every=self.steps)[1:]
+        traj = model.rollout(batch["x"], self.steps * self.horizon, key, every=self.steps)[1][1:]
         err = (traj[:, :, :self.visible] - jnp.swapaxes(batch["y"], 0, 1)) ** 2
         return err.mean(), None
 
     def free_run(self, model, key) -> jax.Array:
         "The NCA run freely from frame 0, one state per data frame: `[T, C, H, W]`."
         return model.rollout(self._hidden(self.frames[0]), self.steps * (self.frames.shape[0] - 1), key,
-                             every=self.steps)
+                             every=self.steps)[1]
 
     def evaluate(self, model, key):
         return l2(self.free_run(model, key)[1:, :self.visible], self.frames[1:]).mean()

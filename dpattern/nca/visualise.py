@@ -201,7 +201,7 @@ class Regrow:
         "Advance `frames` frames (of `steps_per_frame` steps each) from the frame on display."
         n = frames or self.frames_per_run
         self.key, k = jax.random.split(self.key)
-        traj = self.model.rollout(self.state, n * self.steps_per_frame, k, every=self.steps_per_frame)
+        _, traj = self.model.rollout(self.state, n * self.steps_per_frame, k, every=self.steps_per_frame)
         self._append(traj[1:])
 
     def damage(self, centre: tuple[float, float] | None = None, radius: float | None = None):

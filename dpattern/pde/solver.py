@@ -117,6 +117,15 @@ class PDE(Model):
         if _is_concrete(u) and not np.isfinite(np.asarray(u)).all():
             raise ValueError(f"{name} contains {int((~np.isfinite(np.asarray(u))).sum())} non-finite values")
 
+    def rollout(self, u0: jax.Array, steps: int, key: jax.Array | None = None, every: int | None = None,
+                solver: Solver | None = None) -> tuple[jax.Array, jax.Array | None]:
+        """Run `steps` steps of `dt` (the `solver`'s; default Heun at `simulation["dt"]`) from `u0`.
+
+        Returns `(final, trajectory)`; `trajectory` is `None` when `every` is None, else `[T, ...]` time first
+        (`[T, B, ...]` for a batch), `T = ceil(steps / every) + 1` states including the initial one.
+        `key` is there for the signature NCA and agent models share: a deterministic PDE does not use it."""
+        return _rollout(self, u0, steps, every, solver)
+
 # %% ../../nbs/pde/00_solver.ipynb #0dc7a860
 class Heat(PDE):
     r"""The heat (diffusion) equation, channel by channel: $\partial_t u = D\,\nabla^2 u$."""
@@ -293,11 +302,19 @@ def solve(model: PDE, u0: jax.Array, ts, **options) -> jax.Array:
     return Solver(**options)(model, u0, ts)
 
 
+def _solver_for(model: PDE, solver: Solver | None) -> Solver:
+    "`solver`, or Heun at the model's `simulation['dt']`; a clear error for anything else."
+    solver = Solver(dt={**PDE.simulation, **model.simulation}["dt"]) if solver is None else solver
+    if not isinstance(solver, Solver):
+        raise TypeError(f"solver must be a dpattern Solver, got {type(solver).__name__}")
+    return solver
+
+
 def simulate(model: PDE, key: jax.Array, size: int | None = None, t_end: float | None = None,
              frames: int | None = None, solver: Solver | None = None) -> tuple[np.ndarray, jax.Array]:
-    """Solve `model` from its `initial_condition(key)` on a `size`-square grid to `t_end`, saving `frames`
-    evenly spaced states; unset arguments come from `model.simulation` (`solver`: Heun at its `dt`).
-    Returns `(t [frames], u [frames, C, size, size])`."""
+    """A data set: solve `model` from its `initial_condition(key)` on a `size`-square grid to `t_end`, saving
+    `frames` evenly spaced states; unset arguments come from `model.simulation` (`solver`: Heun at its `dt`).
+    Returns `(t [frames], u [frames, C, size, size])` (`PDE.rollout` is the stepping shared with other models)."""
     sim = {**PDE.simulation, **model.simulation}
     size, t_end, frames = (sim[k] if v is None else v for k, v in
                            (("size", size), ("t_end", t_end), ("frames", frames)))
@@ -307,9 +324,23 @@ def simulate(model: PDE, key: jax.Array, size: int | None = None, t_end: float |
         raise ValueError(f"frames must be an integer >= 2, got {frames!r}")
     if not (math.isfinite(t_end) and t_end > 0):
         raise ValueError(f"t_end must be a positive number, got {t_end!r}")
-    solver = Solver(dt=sim["dt"]) if solver is None else solver
-    if not isinstance(solver, Solver):
-        raise TypeError(f"solver must be a dpattern Solver, got {type(solver).__name__}")
+    solver = _solver_for(model, solver)
     ts = np.linspace(0.0, float(t_end), int(frames))
     return ts, solver(model, model.initial_condition(key, (int(size), int(size))), ts)
 
+
+# %% ../../nbs/pde/00_solver.ipynb #119f164b
+def _rollout(model: PDE, u0, steps: int, every: int | None, solver: Solver | None):
+    "`PDE.rollout`: the `Solver`'s states at `0, every*dt, ..., steps*dt` (only the two ends without `every`)."
+    if int(steps) != steps or steps < 0:
+        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+    if every is not None and (int(every) != every or every < 1 or steps % every):
+        raise ValueError(f"every must be a positive integer dividing steps ({steps}), got {every!r}")
+    solver = _solver_for(model, solver)
+    if steps == 0:
+        model.check_state(u0)
+        u0 = jnp.asarray(u0)
+        return u0, (None if every is None else u0[None])
+    stride = int(steps if every is None else every)
+    ys = solver(model, u0, np.arange(int(steps) // stride + 1) * (stride * solver.dt))
+    return ys[-1], (None if every is None else ys)
