@@ -236,7 +236,7 @@ class AgentModel(Model):
 
     def prepare(self, state: AgentState) -> AgentState:
         "The state with environment channels set (call before the first step; `rollout` does)."
-        return eqx.tree_at(lambda s: s.field, state, apply_fixed(state.field, self.environment))
+        return eqx.tree_at(lambda s: s.field, state, apply_fixed(state.field, self.environment, before=state.field))
 
     def step(self, state: AgentState, key: jax.Array) -> AgentState:
         "One step of one swarm: decide, move, deposit, diffuse, decay, reset the environment."
@@ -249,7 +249,7 @@ class AgentModel(Model):
             headings = reflect_headings(headings, signs)
         field = state.field + splat(positions, deposit, size, self.walls)
         field = (1 - self.decay) * diffuse(field, self.diffusion, self.walls)
-        field = apply_fixed(field, self.environment)
+        field = apply_fixed(field, self.environment, before=state.field)
         return AgentState(positions, headings, memory, field)
 
     def rollout(self, state: AgentState, steps: int, key: jax.Array, every: int | None = None):

@@ -114,7 +114,10 @@ def _forward_step(m, x, d, length, compact: bool, gated: bool):
 def _backward_step(m, x, live, d, g, zeros, compact: bool):
     "Pull the cotangent `g` of a step's result back to its state `x` and the parameters (`zeros`: like them)."
     mask, rows, i = _unpack(d, compact)
-    if m.fixed is not None:       # environment channels: linear in the state
+    g_held = None
+    if m.fixed is not None and m.fixed.from_state:   # environment from the state: linear in y and in x
+        g, g_held = jax.vjp(m.apply_fixed, x, x)[1](g)
+    elif m.fixed is not None:     # environment channels: linear in the state
         (g,) = jax.vjp(m.apply_fixed, x)[1](g)
     if m.alive_threshold is not None:   # the stored alive mask (a step function: no derivative of its own)
         g = g * live.astype(g.dtype)
@@ -129,6 +132,7 @@ def _backward_step(m, x, live, d, g, zeros, compact: bool):
         d_update, d_fired = _update_pullback(m.update, gather_rows(feats, idx, inv), gather_rows(g_rows, idx, inv))
         d_feats = scatter_rows(d_fired, idx, inv)
     (dx,) = feats_pullback(d_feats.reshape(*x.shape[:-1], -1))
+    dx = dx if g_held is None else dx + g_held
     return g + dx, eqx.tree_at(lambda t: t.update, zeros, d_update)
 
 # %% ../../nbs/nca/03_fast_gradient.ipynb #52932c09

@@ -25,21 +25,6 @@ from .update import UPDATES, GatedUpdate, KANUpdate, MLPUpdate, gaussian_basis
 __all__ = ['GRADIENTS', 'seed_state', 'NCA']
 
 # %% ../../nbs/nca/02_nca.ipynb #a1256eb5
-def _fixed_nhwc(fixed: FixedChannels | None, x: jax.Array) -> jax.Array:
-    "Apply environment channels to a channels-last state `[..., H, W, C]`."
-    if fixed is None:
-        return x
-    idx = jnp.asarray(fixed.channels)
-    values = jnp.moveaxis(jax.lax.stop_gradient(fixed.values), 0, -1).astype(x.dtype)    # [H, W, M]
-    if fixed.where is None:
-        new = jnp.broadcast_to(values, x[..., idx].shape)
-    else:
-        w = jax.lax.stop_gradient(fixed.where).astype(x.dtype)
-        w = jnp.moveaxis(w, 0, -1) if w.ndim == 3 else w[..., None]
-        new = w * values + (1 - w) * x[..., idx]
-    return x.at[..., idx].set(new)
-
-
 def _alive_mask(alpha: jax.Array, threshold: float, boundary: str) -> jax.Array:
     "`1` where `alpha [..., H, W]` exceeds `threshold` somewhere in the 3x3 neighbourhood, else `0`: `[..., H, W, 1]`."
     a = neighbourhood_max(alpha, boundary if boundary == "periodic" else "zero", 1)
@@ -72,9 +57,9 @@ class _CellSteps(Model):
             return jnp.ones(x.shape[:-1] + (1,), x.dtype)
         return _alive_mask(x[..., self.alive_channel], self.alive_threshold, self.boundary)
 
-    def apply_fixed(self, x: jax.Array) -> jax.Array:
-        "The channels-last state `x` with its environment channels written back."
-        return _fixed_nhwc(self.fixed, x)
+    def apply_fixed(self, y: jax.Array, x: jax.Array | None = None) -> jax.Array:
+        "The channels-last state `y` after a step from `x`, with its environment channels written back."
+        return y if self.fixed is None else self.fixed.apply(y, x, axis=-1)
 
     def delta(self, x: jax.Array) -> jax.Array:
         "The proposed change `[..., H, W, C]` of every cell of a channels-last state."
@@ -112,7 +97,7 @@ class _CellSteps(Model):
         if self.alive_threshold is not None:
             live = self.alive(x) * self.alive(y)
             y = y * live
-        return self.apply_fixed(y), live
+        return self.apply_fixed(y, x), live
 
 # %% ../../nbs/nca/02_nca.ipynb #9c7ff6e9
 GRADIENTS = ("fast", "autodiff", "checkpoint")  # how a rollout is differentiated
@@ -249,7 +234,7 @@ class NCA(_Rollouts):
         if alive_threshold is not None and not 0 <= alive_channel < channels:
             raise ValueError(f"alive_channel {alive_channel} does not exist in a state with {channels} channels")
         if fixed is not None:
-            fixed.check((channels, *fixed.values.shape[-2:]))
+            fixed.check_channels(channels)
         self.update = _update_network(update, len(kernels) * channels, channels, hidden, activation, key)
         self.channels, self.hidden = int(channels), hidden
         self.perception = perception if isinstance(perception, str) else tuple(perception)

@@ -4,19 +4,19 @@
 
 # %% auto #0
 __all__ = ['MODELS', 'smooth_noise', 'GrayScott', 'Chhabra', 'HillenPainter', 'CahnHilliard', 'FitzHughNagumo', 'Schnakenberg',
-           'FisherKPP', 'model_class_by_name', 'make_model', 'LOSSES', 'check_trajectory', 'save_trajectory',
-           'load_trajectory', 'comparison_figure', 'ShootingTask', 'keep_nonnegative', 'scale_by_magnitude',
-           'trainable_fields', 'check_fit_names', 'fit_optimiser', 'fit', 'estimate_hidden', 'forecast',
-           'forecast_errors', 'TERMS', 'monomials', 'polynomial_features', 'PixelMLP', 'inverse_softplus', 'NeuralRDA',
-           'NeuralChemotaxis', 'METHODS', 'NEURAL', 'MAX_SOLVER_STEPS', 'make_solver', 'check_steps', 'SimulateConfig',
-           'simulation_settings', 'animation_frames', 'run_simulate', 'FitConfig', 'resolve_fit', 'FitData',
-           'load_fit_data', 'build_fit_model', 'fit_solver', 'run_fit', 'write_fit_outputs', 'float_parameter', 'PDE',
-           'Heat', 'SolveError', 'Solver', 'check_times', 'solve', 'simulate']
+           'FisherKPP', 'model_class_by_name', 'make_model', 'disc_mask', 'BMP4Noggin', 'Masked', 'LOSSES',
+           'check_trajectory', 'save_trajectory', 'load_trajectory', 'comparison_figure', 'ShootingTask',
+           'keep_nonnegative', 'scale_by_magnitude', 'trainable_fields', 'check_fit_names', 'fit_optimiser', 'fit',
+           'estimate_hidden', 'forecast', 'forecast_errors', 'TERMS', 'monomials', 'polynomial_features', 'PixelMLP',
+           'inverse_softplus', 'NeuralRDA', 'NeuralChemotaxis', 'METHODS', 'NEURAL', 'MAX_SOLVER_STEPS', 'make_solver',
+           'check_steps', 'SimulateConfig', 'simulation_settings', 'animation_frames', 'run_simulate', 'FitConfig',
+           'resolve_fit', 'FitData', 'load_fit_data', 'build_fit_model', 'fit_solver', 'run_fit', 'write_fit_outputs',
+           'float_parameter', 'PDE', 'Heat', 'SolveError', 'Solver', 'check_times', 'solve', 'simulate']
 
 # %% ../../nbs/pde/index.ipynb #pde0003
 from dpattern.pde.classic import (
     MODELS, smooth_noise, GrayScott, Chhabra, HillenPainter, CahnHilliard, FitzHughNagumo, Schnakenberg,
-    FisherKPP, model_class_by_name, make_model,
+    FisherKPP, model_class_by_name, make_model, disc_mask, BMP4Noggin, Masked,
 )
 from dpattern.pde.fit import (
     LOSSES, check_trajectory, save_trajectory, load_trajectory, comparison_figure, ShootingTask,
@@ -37,7 +37,8 @@ from dpattern.pde.solver import (
 
 _all_ = [
     'MODELS', 'smooth_noise', 'GrayScott', 'Chhabra', 'HillenPainter', 'CahnHilliard', 'FitzHughNagumo',
-    'Schnakenberg', 'FisherKPP', 'model_class_by_name', 'make_model', 'LOSSES', 'check_trajectory',
+    'Schnakenberg', 'FisherKPP', 'model_class_by_name', 'make_model', 'disc_mask', 'BMP4Noggin', 'Masked',
+    'LOSSES', 'check_trajectory',
     'save_trajectory', 'load_trajectory', 'comparison_figure', 'ShootingTask', 'keep_nonnegative',
     'scale_by_magnitude', 'trainable_fields', 'check_fit_names', 'fit_optimiser', 'fit', 'estimate_hidden',
     'forecast', 'forecast_errors', 'TERMS', 'monomials', 'polynomial_features', 'PixelMLP', 'inverse_softplus',

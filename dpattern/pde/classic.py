@@ -15,7 +15,7 @@ from .solver import PDE, Heat, float_parameter
 
 # %% auto #0
 __all__ = ['MODELS', 'smooth_noise', 'GrayScott', 'Chhabra', 'HillenPainter', 'CahnHilliard', 'FitzHughNagumo', 'Schnakenberg',
-           'FisherKPP', 'model_class_by_name', 'make_model']
+           'FisherKPP', 'model_class_by_name', 'make_model', 'disc_mask', 'BMP4Noggin', 'Masked']
 
 # %% ../../nbs/pde/01_classic.ipynb #3ab2b5da
 def smooth_noise(key: jax.Array, shape: Sequence[int], smoothing: int = 4, boundary: str = "periodic") -> jax.Array:
@@ -300,3 +300,89 @@ def make_model(name: str, dx: float | None = None, boundary: str | None = None, 
                          f"its parameters are {', '.join(cls.parameter_names)}")
     extra = {k: v for k, v in dict(dx=dx, boundary=boundary).items() if v is not None}
     return cls(**params, **extra)
+
+# %% ../../nbs/pde/01_classic.ipynb #bmp0002
+def disc_mask(shape: Sequence[int], diameter: float = 0.8, centre: Sequence[float] | None = None) -> jax.Array:
+    "`[H, W]`: 1 on a disc of `diameter` (a fraction of the shorter side) around `centre` (default: the middle), 0 outside."
+    h, w = shape
+    cy, cx = ((h - 1) / 2, (w - 1) / 2) if centre is None else centre
+    y, x = jnp.mgrid[0:h, 0:w]
+    return (jnp.hypot(y - cy, x - cx) <= diameter * min(h, w) / 2).astype(jnp.float32)
+
+
+class BMP4Noggin(PDE):
+    r"""BMP4–NOGGIN activator–inhibitor on a colony mask, state `[b, n, m]` (after Tewary et al. 2017):
+
+    $\partial_t b = m\,(D_b\nabla^2 b + \rho_b b^2/((K+n)(1+\kappa b^2)) - \mu_b b + \sigma)$,
+    $\quad\partial_t n = m\,(D_n\nabla^2 n + \rho_n b^2 - \mu_n n)$, $\quad\partial_t m = 0$."""
+
+    D_b: jax.Array
+    D_n: jax.Array
+    production_b: jax.Array
+    production_n: jax.Array
+    inhibition: jax.Array
+    saturation: jax.Array
+    decay_b: jax.Array
+    decay_n: jax.Array
+    basal: jax.Array
+    channel_names: ClassVar = ("b", "n", "m")
+    parameter_names: ClassVar = ("D_b", "D_n", "production_b", "production_n", "inhibition", "saturation",
+                                 "decay_b", "decay_n", "basal")
+    nonnegative: ClassVar = parameter_names
+    simulation: ClassVar = dict(t_end=200.0, dt=0.05, size=40, frames=21)
+
+    def __init__(self, D_b=0.1, D_n=3.0, production_b=0.1, production_n=0.1, inhibition=0.05, saturation=0.5,
+                 decay_b=0.1, decay_n=0.1, basal=0.001, dx: float = 1.0, boundary: str = "zero"):
+        for name, value in dict(D_b=D_b, D_n=D_n, production_b=production_b, production_n=production_n,
+                                inhibition=inhibition, saturation=saturation, decay_b=decay_b, decay_n=decay_n,
+                                basal=basal).items():
+            setattr(self, name, float_parameter(value, name))
+        self.dx, self.boundary = dx, boundary
+
+    def __call__(self, t, u, args=None):
+        b, n, m = u[0], u[1], u[2]
+        lap = laplacian(u[:2], self.dx, self.boundary)
+        auto = self.production_b * b * b / ((self.inhibition + n) * (1 + self.saturation * b * b))
+        db = self.D_b * lap[0] + auto - self.decay_b * b + self.basal
+        dn = self.D_n * lap[1] + self.production_n * b * b - self.decay_n * n
+        return jnp.stack([m * db, m * dn, jnp.zeros_like(m)])
+
+    def initial_condition(self, key: jax.Array, shape: Sequence[int] = (40, 40), diameter: float = 0.8,
+                          level: float = 0.5, noise: float = 0.1) -> jax.Array:
+        "A colony disc of `diameter` (fraction of the grid): $b$ = `level` $\\cdot(1 + $ `noise` $\\cdot\\,\\xi)$ on it, $n = 0$, zero outside."
+        m = disc_mask(shape, diameter)
+        xi = jax.random.uniform(key, tuple(shape), minval=-1, maxval=1)
+        return jnp.stack([level * (1 + noise * xi) * m, jnp.zeros(shape), m])
+
+# %% ../../nbs/pde/01_classic.ipynb #bmp0013
+import equinox as eqx
+
+# %% ../../nbs/pde/01_classic.ipynb #bmp0007
+class Masked(PDE):
+    r"""`model` on the domain where the state's `mask_channel` $m$ is 1: $\partial_t X = m\,f(X)$ for the other
+    channels $X$ (the model's, in order), $\partial_t m = 0$. State `[model channels + 1, H, W]`."""
+
+    model: PDE
+    mask_channel: int = eqx.field(static=True)
+
+    def __init__(self, model: PDE, mask_channel: int = -1):
+        if not isinstance(model, PDE):
+            raise TypeError(f"Masked needs a dpattern PDE, got {type(model).__name__}")
+        c = model.n_channels
+        if c is not None and not -(c + 1) <= mask_channel <= c:
+            raise ValueError(f"mask_channel {mask_channel} does not exist in a state of {c} + 1 channels")
+        self.model, self.mask_channel = model, int(mask_channel)
+        self.dx, self.boundary = model.dx, model.boundary
+
+    @property
+    def n_channels(self) -> int | None:
+        return None if self.model.n_channels is None else self.model.n_channels + 1
+
+    def _index(self, u) -> int:
+        return self.mask_channel % u.shape[0]
+
+    def __call__(self, t, u, args=None):
+        k = self._index(u)
+        x = jnp.concatenate([u[:k], u[k + 1:]])
+        du = u[k] * self.model(t, x, args)
+        return jnp.concatenate([du[:k], jnp.zeros_like(u[k:k + 1]), du[k:]])
