@@ -37,7 +37,7 @@ def test_two_masks_in_one_batch_hold_each_sample_bitwise(gradient):
     model = _random_nca(6, FixedChannels(range(5), mask_channel=5))
     x = x0
     for k in jax.random.split(jax.random.key(3), 4):           # 20 steps, in rollouts of 5
-        x = model.rollout(x, 5, k, gradient=gradient)
+        x, _ = model.rollout(x, 5, k, gradient=gradient)
     mask = np.broadcast_to(np.asarray(held)[:, None] == 1, (2, 5, 16, 16))
     y, y0 = np.asarray(x[:, :5]), np.asarray(x0[:, :5])
     assert np.array_equal(y[mask], y0[mask])                   # bitwise, each sample its own geometry
@@ -50,7 +50,7 @@ def test_two_masks_in_one_batch_hold_each_sample_bitwise(gradient):
 def test_state_carried_values_without_a_mask_hold_everywhere():
     x0 = jax.random.uniform(jax.random.key(4), (3, 5, 12, 12))     # each sample its own channel 4
     model = _random_nca(5, FixedChannels([4]), fire_rate=1.0)
-    y = model.rollout(x0, 6, jax.random.key(5))
+    y, _ = model.rollout(x0, 6, jax.random.key(5))
     assert np.array_equal(np.asarray(y[:, 4]), np.asarray(x0[:, 4]))
     assert (np.asarray(y[:, :4]) != np.asarray(x0[:, :4])).all()
 
@@ -63,7 +63,7 @@ def test_fast_gradient_matches_autodiff_with_a_state_carried_environment():
     params, static = model.partition()
 
     def loss(p, x, gradient):
-        y = eqx.combine(p, static).rollout(x, 6, jax.random.key(7), gradient=gradient)
+        y, _ = eqx.combine(p, static).rollout(x, 6, jax.random.key(7), gradient=gradient)
         return jnp.mean(jnp.sin(3 * y) * jnp.arange(6.0)[:, None, None])
 
     ref = jax.grad(loss, argnums=(0, 1))(params, x0, "autodiff")
@@ -79,8 +79,8 @@ def test_state_carried_environment_round_trips_and_old_checkpoints_load(tmp_path
     back = NCA.load(tmp_path / "m.dpt")
     assert back.fixed.mask_channel == 5 and back.fixed.values is None and back.fixed.channels == (0, 1, 2, 3, 4)
     x = jax.random.uniform(jax.random.key(8), (2, 6, 12, 12)).at[:, 5].set(_geometries(12))
-    assert np.array_equal(np.asarray(back.rollout(x, 4, jax.random.key(9))),
-                          np.asarray(model.rollout(x, 4, jax.random.key(9))))
+    assert np.array_equal(np.asarray(back.rollout(x, 4, jax.random.key(9))[0]),
+                          np.asarray(model.rollout(x, 4, jax.random.key(9))[0]))
     # models saved before environments could come with the state (no mask_channel in their headers)
     assert load_model(NBS / "inspect" / "nca_logo.dpt").fixed is None
     env = load_model(NBS / "tutorials" / "abm_horse.dpt").environment
