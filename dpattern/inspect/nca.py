@@ -195,7 +195,7 @@ def _newton_step(model: NCA, v: jax.Array, shape: tuple, alive, dense: bool, kry
     step, _ = jax.scipy.sparse.linalg.gmres(matvec, -f, tol=1e-4, restart=krylov, maxiter=3)
     return step, f
 
-
+# %% ../../nbs/inspect/02_nca.ipynb #cd3aa760
 def fixed_point(model: NCA, x0, iterations: int = 30, tol: float = 1e-6, dense: bool | None = None,
                 krylov: int = 40, freeze_alive: bool = True) -> tuple[jax.Array, list[float]]:
     """A fixed point `x*` of `expected_step` near `x0 [C, H, W]` by damped Newton; returns `(x*, [max|S(x) - x|
@@ -252,7 +252,7 @@ def _arnoldi(matvec, n, k, key, dtype):
 def _step_jacobian(model, v, shape, alive):
     return jax.jacrev(lambda y: _flat_step(model, y, shape, alive))(v)
 
-
+# %% ../../nbs/inspect/02_nca.ipynb #cc97d0d3
 @eqx.filter_jit
 def _step_jvp(model, v, d, shape, alive):
     return _jvp(lambda y: _flat_step(model, y, shape, alive), v, d)
@@ -347,7 +347,7 @@ def _task_setup(model: NCA, task, key):
     evaluate = lambda m: _evaluate(task, m, k_eval)
     return x0, int(task.horizon_steps), evaluate
 
-
+# %% ../../nbs/inspect/02_nca.ipynb #cd3187ad
 def pde_trajectory(name: str, size: int = 32, t_end: float | None = None, frames: int = 21,
                    seed: int = 0) -> tuple[np.ndarray, str]:
     "The trajectory `[T, C, H, W]` of the classic PDE model `name` from its own initial condition, and its boundary mode."

@@ -231,7 +231,7 @@ def state_points(states, n: int = 4000, key: jax.Array | None = None) -> np.ndar
     idx = np.asarray(jax.random.choice(key, x.shape[0], (min(n, x.shape[0]),), replace=False))
     return x[idx]
 
-
+# %% ../../nbs/inspect/00_pde.ipynb #c6634fc9
 def coefficient_sweeps(model, states, points: int = 64, quantiles=(0.01, 0.99), names=None) -> dict:
     """Each coefficient along a sweep of its horizontal-axis channel through the data's range (the other
     channels at their median): `{label: (grid [points], values [points])}`."""
@@ -320,7 +320,7 @@ class ShootingResiduals(eqx.Module):
         res = (pred - self.u1) * self.scale
         return res.reshape(res.shape[0] * res.shape[1], -1)
 
-
+# %% ../../nbs/inspect/00_pde.ipynb #c27d7048
 def shooting_residuals(model: PDE, t, u, names: Sequence[str] | None = None, solver: Solver | None = None,
                        windows: int | None = None) -> tuple[ShootingResiduals, jax.Array]:
     """The residual function of `(t, u)` for the named parameters of `model` (default: all it has) and the
@@ -410,7 +410,7 @@ class Uncertainty(eqx.Module):
             rows.append(row)
         return "\n".join(rows)
 
-
+# %% ../../nbs/inspect/00_pde.ipynb #c4bda788
 def cluster_scores(value, jac, shape, block: int | None = 16) -> np.ndarray:
     """Each cluster's contribution `J_k^T r_k` to the gradient: `[K, P]`. A cluster is one window's
     `block` x `block` tile of the grid (all channels), or the whole window if `block` is None."""
@@ -465,7 +465,7 @@ def gauss_newton(model: PDE, t, u, names: Sequence[str] | None = None, solver: S
             break
     return model.replace(**{n: float(x) for n, x in zip(names, th)})
 
-
+# %% ../../nbs/inspect/00_pde.ipynb #c73e0b6f
 def parameter_uncertainty(model: PDE, t, u, names: Sequence[str] | None = None, solver: Solver | None = None,
                           refine: int = 0, windows: int | None = None, block: int | None = 16) -> Uncertainty:
     """Standard errors and correlations of a classic model's parameters fitted to `(t, u)`, from the
@@ -516,7 +516,7 @@ def _ellipse(cov, centre, k, n=100):
     circle = np.stack([np.cos(a), np.sin(a)])
     return centre[:, None] + k * v @ (np.sqrt(np.maximum(w, 0))[:, None] * circle)
 
-
+# %% ../../nbs/inspect/00_pde.ipynb #ccd87034
 def plot_landscape(landscape: dict, uncertainty: Uncertainty | None = None, truth: dict | None = None):
     "Contours of the loss (relative to its minimum on the grid) with 1-3 sigma ellipses and the true values."
     import matplotlib.pyplot as plt

@@ -331,7 +331,7 @@ def overflow(x: jax.Array, visible: int) -> jax.Array:
         pen = pen + jax.nn.relu(jnp.abs(hid) - 1).mean(axis=(1, 2, 3))
     return pen
 
-
+# %% ../../nbs/nca/04_tasks.ipynb #cae710f0
 class Texture(Task):
     "Grow the texture of `exemplar [V, h, w]` from noise on a periodic `size x size` grid."
     exemplar: jax.Array

@@ -113,7 +113,7 @@ def plot_weights(model, size: float = 2.2):
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8)
     return fig
 
-
+# %% ../../nbs/nca/05_visualise.ipynb #c5f6260a
 def plot_losses(losses: Sequence[float], evals: Sequence | None = None, ax=None, smooth: int = 20):
     "Training loss per step (raw and a running mean) and validation losses `(step, value)`, log scale."
     import matplotlib.pyplot as plt
@@ -156,7 +156,7 @@ def erase_disc(x, centre: tuple[float, float], radius: float):
     inside = ((yy + 0.5) / h - centre[0]) ** 2 + ((xx + 0.5) / w - centre[1]) ** 2 < radius ** 2
     return jnp.where(jnp.asarray(inside), 0.0, x)
 
-
+# %% ../../nbs/nca/05_visualise.ipynb #c6d73f93
 class Regrow:
     "An ipywidgets player: run an NCA, scrub through the frames, damage the pattern and watch it regrow."
 
