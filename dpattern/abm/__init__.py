@@ -8,8 +8,8 @@ __all__ = ['WALLS', 'check_walls', 'wrap', 'fold', 'apply_walls', 'reflect_headi
            'NeuralAgents', 'NeuralSlime', 'NeuralChemotaxis', 'sensor_positions', 'Physarum', 'mass_concentration',
            'SimulateConfig', 'field_frames', 'simulation_frames', 'run_simulate', 'TrainConfig', 'build_training',
            'run_train', 'squared_distances', 'sinkhorn_potentials', 'sinkhorn_potential_symmetric', 'entropic_ot',
-           'sinkhorn_divergence', 'silhouette', 'target_cloud', 'coordinate_channels', 'formation_agents',
-           'FormationTask']
+           'sinkhorn_divergence', 'silhouette', 'target_cloud', 'coordinate_channels', 'ShapeTarget',
+           'formation_agents', 'SwarmTask', 'FormationTask']
 
 # %% ../../nbs/abm/index.ipynb #abm0003
 from dpattern.abm.agents import (
@@ -29,7 +29,7 @@ from dpattern.abm.sinkhorn import (
     squared_distances, sinkhorn_potentials, sinkhorn_potential_symmetric, entropic_ot, sinkhorn_divergence,
 )
 from dpattern.abm.train import (
-    silhouette, target_cloud, coordinate_channels, formation_agents, FormationTask,
+    silhouette, target_cloud, coordinate_channels, ShapeTarget, formation_agents, SwarmTask, FormationTask,
 )
 
 _all_ = [
@@ -39,5 +39,5 @@ _all_ = [
     'mass_concentration', 'SimulateConfig', 'field_frames', 'simulation_frames', 'run_simulate', 'TrainConfig',
     'build_training', 'run_train', 'squared_distances', 'sinkhorn_potentials', 'sinkhorn_potential_symmetric',
     'entropic_ot', 'sinkhorn_divergence', 'silhouette', 'target_cloud', 'coordinate_channels',
-    'formation_agents', 'FormationTask',
+    'ShapeTarget', 'formation_agents', 'SwarmTask', 'FormationTask',
 ]
