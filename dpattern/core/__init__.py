@@ -73,6 +73,7 @@ from dpattern.core.train import (
     read_training_header, train,
 )
 
+# %% ../../nbs/core/index.ipynb #ca873b51
 _all_ = [
     'Augmentation', 'random_shift', 'add_noise', 'disc_mask', 'disc_damage', 'random_crop', 'chain',
     'per_sample', 'FixedChannels', 'apply_fixed', 'FORMAT', 'VERSION', 'MAX_BYTES', 'MAX_HEADER_BYTES',
