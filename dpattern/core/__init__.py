@@ -7,7 +7,9 @@ __all__ = ['Augmentation', 'random_shift', 'add_noise', 'disc_mask', 'disc_damag
            'FixedChannels', 'apply_fixed', 'FORMAT', 'VERSION', 'MAX_BYTES', 'MAX_HEADER_BYTES', 'CheckpointError',
            'WriteError', 'strict_json', 'atomic_write', 'remove_stale_temporaries', 'save_pytree', 'header_field',
            'read_header', 'load_pytree', 'stored_arrays', 'IMAGE_NAMES', 'MODES', 'load_image', 'to_rgb',
-           'load_sequence', 'load_texture', 'add_hidden', 'stack_same_size', 'check_state', 'normalise', 'initialize',
+           'load_sequence', 'load_texture', 'add_hidden', 'stack_same_size', 'check_state', 'normalise', 'check_frames',
+           'check_times', 'check_environment', 'Trajectory', 'Group', 'stack_group', 'TrainingSet', 'read_npz_array',
+           'tiff_axes', 'write_tiff', 'threshold_mask', 'read_trajectory', 'read_training_set', 'initialize',
            'is_main_process', 'space_mesh', 'shard_space', 'map_space', 'row_offset', 'cell_uniform',
            'TensorBoardLogger', 'NullLogger', 'purge_events', 'l2', 'l1', 'rmse', 'sampled_l2', 'spectral',
            'perception_features', 'gradient_l2', 'texture_features', 'sliced_wasserstein', 'texture', 'ACTIVATIONS',
@@ -37,6 +39,10 @@ from dpattern.core.checkpoint import (
 from dpattern.core.data import (
     IMAGE_NAMES, MODES, load_image, to_rgb, load_sequence, load_texture, add_hidden, stack_same_size,
     check_state, normalise,
+)
+from dpattern.core.dataset import (
+    check_frames, check_times, check_environment, Trajectory, Group, stack_group, TrainingSet, read_npz_array,
+    tiff_axes, write_tiff, threshold_mask, read_trajectory, read_training_set,
 )
 from dpattern.core.distributed import (
     initialize, is_main_process, space_mesh, shard_space, map_space, row_offset, cell_uniform,
@@ -79,6 +85,8 @@ _all_ = [
     'CheckpointError', 'WriteError', 'strict_json', 'atomic_write', 'remove_stale_temporaries', 'save_pytree',
     'header_field', 'read_header', 'load_pytree', 'stored_arrays', 'IMAGE_NAMES', 'MODES', 'load_image',
     'to_rgb', 'load_sequence', 'load_texture', 'add_hidden', 'stack_same_size', 'check_state', 'normalise',
+    'check_frames', 'check_times', 'check_environment', 'Trajectory', 'Group', 'stack_group', 'TrainingSet',
+    'read_npz_array', 'tiff_axes', 'write_tiff', 'threshold_mask', 'read_trajectory', 'read_training_set',
     'initialize', 'is_main_process', 'space_mesh', 'shard_space', 'map_space', 'row_offset', 'cell_uniform',
     'TensorBoardLogger', 'NullLogger', 'purge_events', 'l2', 'l1', 'rmse', 'sampled_l2', 'spectral',
     'perception_features', 'gradient_l2', 'texture_features', 'sliced_wasserstein', 'texture', 'ACTIVATIONS',
