@@ -545,8 +545,8 @@ def overflow(x: jax.Array, visible: int) -> jax.Array:
     return pen
 
 # %% ../../nbs/nca/04_tasks.ipynb #cae710f0
-class Texture(Task):
-    "Grow the texture of `exemplar [V, h, w]` from noise on a periodic `size x size` grid."
+class _TextureSteps(Task):
+    "The training steps of `Texture`: noise pool, rollouts, texture loss."
     exemplar: jax.Array
     channels: int = eqx.field(static=True)
     size: int = eqx.field(static=True)
@@ -555,10 +555,11 @@ class Texture(Task):
     reseed: int = eqx.field(static=True)
     overflow_weight: float = eqx.field(static=True)
     n_projections: int = eqx.field(static=True)
+    augment: Pipeline = eqx.field(static=True)
 
     def __init__(self, exemplar, channels: int = 12, size: int = 48, batch_size: int = 4, pool_size: int = 128,
                  steps: int | tuple[int, int] = (32, 48), reseed: int = 1, overflow_weight: float = 1.0,
-                 n_projections: int = 64):
+                 n_projections: int = 64, augment: Pipeline = Pipeline()):
         exemplar = check_state(exemplar, "texture", min_channels=1, min_size=3)
         check_channels(channels, exemplar.shape[0])
         steps = (int(steps), int(steps)) if np.ndim(steps) == 0 else tuple(int(s) for s in steps)
@@ -570,7 +571,7 @@ class Texture(Task):
             raise ValueError(f"need pool_size >= batch_size >= reseed >= 0, got {pool_size}, {batch_size}, {reseed}")
         self.exemplar, self.channels, self.size = jnp.asarray(exemplar), int(channels), int(size)
         self.batch_size, self.pool_size, self.steps, self.reseed = batch_size, pool_size, steps, reseed
-        self.overflow_weight, self.n_projections = float(overflow_weight), n_projections
+        self.overflow_weight, self.n_projections, self.augment = float(overflow_weight), n_projections, augment
 
     @property
     def visible(self) -> int:
@@ -592,7 +593,19 @@ class Texture(Task):
         idx, x = pool_sample(state["pool"], k_pool, self.batch_size)
         if self.reseed:
             x = reseed(x, self.noise(k_seed, self.reseed), self.reseed)
-        return {"x": x, "idx": idx}
+        return self.augment({"x": x, "idx": idx}, jax.random.fold_in(key, 2))
+
+    def loss(self, model, batch, key):
+        k_run, k_loss = jax.random.split(key)
+        y = self.grow(model, batch["x"], k_run)
+        return self.score(y, k_loss).mean(), y
+
+    def update(self, state, batch, aux):
+        return {"pool": state["pool"].at[batch["idx"]].set(jax.lax.stop_gradient(aux))}
+
+# %% ../../nbs/nca/04_tasks.ipynb #a50e2a1a
+class Texture(_TextureSteps):
+    "Grow the texture of `exemplar [V, h, w]` from noise on a periodic `size x size` grid."
 
     def grow(self, model, x, key):
         k_len, k_run = jax.random.split(key)
@@ -604,14 +617,6 @@ class Texture(Task):
         "Per-sample loss of states `y [B, C, H, W]`: texture loss + overflow penalty."
         tex = texture_loss(y[:, :self.visible], self.exemplar, key, n_projections=self.n_projections)
         return tex + self.overflow_weight * overflow(y, self.visible)
-
-    def loss(self, model, batch, key):
-        k_run, k_loss = jax.random.split(key)
-        y = self.grow(model, batch["x"], k_run)
-        return self.score(y, k_loss).mean(), y
-
-    def update(self, state, batch, aux):
-        return {"pool": state["pool"].at[batch["idx"]].set(jax.lax.stop_gradient(aux))}
 
     def evaluate(self, model, key):
         k_noise, k_run = jax.random.split(key)
