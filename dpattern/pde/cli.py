@@ -16,13 +16,15 @@ from ..cli import (add_batch_option, add_boundary_option, add_lr_option, add_tra
 
 
 # %% auto #0
-__all__ = ['CLASSIC', 'NEURAL', 'METHOD_NAMES', 'add_commands', 'config_from_args', 'simulate_command', 'fit_command']
+__all__ = ['CLASSIC', 'NEURAL', 'METHOD_NAMES', 'LAPLACIAN_NAMES', 'add_commands', 'config_from_args', 'simulate_command',
+           'fit_command']
 
 # %% ../../nbs/pde/05_cli.ipynb #b148bca4
 CLASSIC = ("gray-scott", "chhabra", "hillen-painter", "cahn-hilliard", "fitzhugh-nagumo", "schnakenberg",
            "fisher-kpp", "heat")  # the names of dpattern.pde.classic.MODELS, here so `--help` needs no JAX
 NEURAL = ("neural-rda", "neural-chemotaxis")
 METHOD_NAMES = ("euler", "heun", "midpoint", "ralston", "bosh3", "tsit5", "dopri5")  # dpattern.pde.runs.METHODS
+LAPLACIAN_NAMES = ("five-point", "nine-point", "fourth-order", "spectral")  # dpattern.pde.runs.LAPLACIANS
 
 
 def _param(text: str) -> tuple[str, float]:
@@ -59,6 +61,7 @@ def add_commands(subparsers) -> None:
     s.add_argument("--dt", type=positive_float, help="time step (default: the model's)")
     s.add_argument("--method", help=f"solver: {', '.join(METHOD_NAMES)} (default heun)")
     s.add_argument("--adaptive", action="store_true", default=None, help="adaptive steps (PID control)")
+    s.add_argument("--laplacian", help=f"spatial discretisation: {', '.join(LAPLACIAN_NAMES)} (default nine-point)")
     s.add_argument("--seed", type=int, help="random seed of the initial condition (default 0)")
     s.add_argument("--out", default=None, help="output directory (default runs/pde-simulate-MODEL)")
     s.add_argument("--overwrite", action="store_true", help="replace the files of an earlier simulation in --out")
@@ -81,6 +84,8 @@ def add_commands(subparsers) -> None:
     f.add_argument("--dt", type=positive_float, help="solver step (default: the model's, 1 for neural)")
     f.add_argument("--method", help=f"solver: {', '.join(METHOD_NAMES)} (default heun)")
     add_boundary_option(f, help="boundary mode of the model (default periodic)")
+    f.add_argument("--laplacian", help=f"spatial discretisation: {', '.join(LAPLACIAN_NAMES)} (default: the one "
+                                       f"recorded in the data file, else spectral on periodic grids, fourth-order on others)")
     f.add_argument("--hidden", type=nonnegative_int, help="hidden channels of a neural model (default 0)")
     f.add_argument("--cells", type=positive_int, help="cell channels of neural-chemotaxis (default 1)")
     f.add_argument("--width", type=positive_int, help="hidden width of a neural model's MLPs (default 32)")
@@ -91,7 +96,6 @@ def add_commands(subparsers) -> None:
     add_training_options(f, iters=300, out_help="run directory (default runs/pde-fit-MODEL)")
     f.set_defaults(iters=None, seed=None)       # unset flags take the configuration's defaults (or a resumed run's)
     f.set_defaults(func=fit_command)
-
 
 # %% ../../nbs/pde/05_cli.ipynb #0012368f
 def config_from_args(args: argparse.Namespace, config_class) -> dict:

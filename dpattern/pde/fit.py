@@ -21,6 +21,7 @@ import optax
 
 from ..core.checkpoint import atomic_write
 from ..core.logging import NullLogger
+from ..core.operators import Discretisation, FourthOrder, Spectral
 from ..core.losses import gradient_l2, l1, l2
 from ..core.train import Task, TrainResult, default_optimiser, train
 from .solver import PDE, Solver, check_times
@@ -28,7 +29,7 @@ from .solver import PDE, Solver, check_times
 # %% auto #0
 __all__ = ['LOSSES', 'check_trajectory', 'save_trajectory', 'load_trajectory', 'comparison_figure', 'ShootingTask',
            'keep_nonnegative', 'scale_by_magnitude', 'trainable_fields', 'check_fit_names', 'fit_optimiser', 'fit',
-           'estimate_hidden', 'forecast', 'forecast_errors']
+           'recommended_laplacian', 'estimate_hidden', 'forecast', 'forecast_errors']
 
 # %% ../../nbs/pde/03_fit.ipynb #304e7665
 def check_trajectory(t, u, dx=None, name: str = "data") -> tuple[np.ndarray, np.ndarray]:
@@ -326,6 +327,11 @@ def fit(
     optimiser = optimiser or fit_optimiser(model, steps, learning_rate, fit)
     key = jax.random.key(0) if key is None else key
     return train(model, task, steps, key, optimiser, **train_options)
+
+# %% ../../nbs/pde/03_fit.ipynb #124a2f68
+def recommended_laplacian(boundary: str = "periodic") -> Discretisation:
+    "The discretisation to fit data of unknown origin with: `Spectral()` on periodic grids, `FourthOrder()` otherwise."
+    return Spectral() if boundary == "periodic" else FourthOrder()
 
 # %% ../../nbs/pde/03_fit.ipynb #2812baae
 def estimate_hidden(model: PDE, t, u, solver: Solver, hidden: int) -> jax.Array:

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core.mlp import MLP, dense_leading
-from ..core.operators import divergence, flux_diffusion
+from ..core.operators import Discretisation, NinePoint
 from .solver import PDE
 
 # %% auto #0
@@ -110,7 +110,7 @@ class NeuralRDA(PDE):
     def __init__(self, channels: int, width: int = 32, layers: int = 1, degree: int = 2,
                  terms: Sequence[str] = TERMS, activation: str = "tanh", epsilon: float = 0.01,
                  max_speed: float = 1.0, init_diffusion: float = 0.1, dx: float = 1.0,
-                 boundary: str = "periodic", *, key: jax.Array):
+                 boundary: str = "periodic", laplacian: Discretisation = NinePoint(), *, key: jax.Array):
         terms = tuple(terms)
         bad = [t for t in terms if t not in TERMS]
         if bad or not terms:
@@ -123,7 +123,7 @@ class NeuralRDA(PDE):
         self.channels, self.width, self.layers, self.degree = int(channels), width, layers, degree
         self.terms, self.activation, self.epsilon = terms, activation, float(epsilon)
         self.max_speed, self.init_diffusion = float(max_speed), float(init_diffusion)
-        self.dx, self.boundary = dx, boundary
+        self.dx, self.boundary, self.laplacian = dx, boundary, laplacian
         self.reaction, self.diffusion, self.advection = _rda_terms(
             self.channels, degree, width, layers, activation, terms, init_diffusion, dx, key)
 
@@ -148,9 +148,9 @@ class NeuralRDA(PDE):
         c = self.coefficients(u)
         du = -self.epsilon * u ** 3
         if "K" in c:
-            du = du + flux_diffusion(c["K"], u, self.dx, self.boundary)
+            du = du + self.laplacian.flux(c["K"], u, self.dx, self.boundary)
         if "v" in c:
-            du = du - divergence(c["v"] * u[None], self.dx, self.boundary)
+            du = du - self.laplacian.divergence(c["v"] * u[None], self.dx, self.boundary)
         if "P" in c:
             du = du + c["P"] - u * c["Q"]
         return du
@@ -179,7 +179,7 @@ class NeuralChemotaxis(PDE):
     def __init__(self, cells: int = 1, signals: int = 1, width: int = 32, layers: int = 1, degree: int = 2,
                  activation: str = "tanh", epsilon: float = 0.01, max_sensitivity: float = 10.0,
                  init_motility: float = 0.1, init_signal_diffusion: float = 1.0, dx: float = 1.0,
-                 boundary: str = "periodic", *, key: jax.Array):
+                 boundary: str = "periodic", laplacian: Discretisation = NinePoint(), *, key: jax.Array):
         if cells < 1 or signals < 1:
             raise ValueError(f"need at least one cell type and one signal, got cells={cells}, signals={signals}")
         if init_motility <= 0 or init_signal_diffusion <= 0 or epsilon < 0 or max_sensitivity <= 0:
@@ -187,7 +187,7 @@ class NeuralChemotaxis(PDE):
         self.cells, self.signals, self.width, self.layers, self.degree = cells, signals, width, layers, degree
         self.activation, self.epsilon, self.max_sensitivity = activation, float(epsilon), float(max_sensitivity)
         self.init_motility, self.init_signal_diffusion = float(init_motility), float(init_signal_diffusion)
-        self.dx, self.boundary = dx, boundary
+        self.dx, self.boundary, self.laplacian = dx, boundary, laplacian
         n_in = len(monomials(cells + signals, degree))
         kc, ks = jax.random.split(key)
         self.cell_terms = PixelMLP(n_in, cells * (2 + signals), width, layers, activation, 0.0, key=kc)
@@ -214,9 +214,9 @@ class NeuralChemotaxis(PDE):
         n = self.cells
         c, s = u[:n], u[n:]
         co = self.coefficients(u)
-        taxis = flux_diffusion(co["chi"] * c[:, None], jnp.broadcast_to(s[None], co["chi"].shape),
+        taxis = self.laplacian.flux(co["chi"] * c[:, None], jnp.broadcast_to(s[None], co["chi"].shape),
                                self.dx, self.boundary).sum(axis=1)
-        dc = flux_diffusion(co["k"], c, self.dx, self.boundary) - taxis + co["g"] - self.epsilon * c ** 3
-        ds = (flux_diffusion(co["D_s"][:, None, None] * jnp.ones_like(s), s, self.dx, self.boundary)
+        dc = self.laplacian.flux(co["k"], c, self.dx, self.boundary) - taxis + co["g"] - self.epsilon * c ** 3
+        ds = (self.laplacian.flux(co["D_s"][:, None, None] * jnp.ones_like(s), s, self.dx, self.boundary)
               + co["P"] - s * co["Q"] - self.epsilon * s ** 3)
         return jnp.concatenate([dc, ds])

@@ -16,18 +16,20 @@ import diffrax
 import jax
 import numpy as np
 
+from ..core.operators import Discretisation, FivePoint, FourthOrder, NinePoint, Spectral
 from dpattern.core.run import UsageError, array_bytes, check_memory, prepare_out, write_figure, write_gif, write_json, \
     write_manifest
 from ..core.train import TrainingDiverged, TrainResult
 from .classic import MODELS, make_model, model_class_by_name
-from .fit import comparison_figure, fit, forecast, load_trajectory, save_trajectory
+from .fit import comparison_figure, fit, forecast, load_trajectory, recommended_laplacian, save_trajectory
 from .neural import NeuralChemotaxis, NeuralRDA
 from .solver import PDE, SolveError, Solver, simulate
 
 # %% auto #0
-__all__ = ['METHODS', 'NEURAL', 'MAX_SOLVER_STEPS', 'make_solver', 'check_steps', 'SimulateConfig', 'simulation_settings',
-           'animation_frames', 'run_simulate', 'FitConfig', 'resolve_fit', 'FitData', 'load_fit_data',
-           'build_fit_model', 'fit_solver', 'run_fit', 'write_fit_outputs']
+__all__ = ['METHODS', 'NEURAL', 'MAX_SOLVER_STEPS', 'LAPLACIANS', 'make_solver', 'check_steps', 'make_laplacian',
+           'laplacian_name', 'recorded_laplacian', 'SimulateConfig', 'simulation_settings', 'animation_frames',
+           'run_simulate', 'FitConfig', 'resolve_fit', 'FitData', 'load_fit_data', 'fit_laplacian', 'build_fit_model',
+           'fit_solver', 'run_fit', 'write_fit_outputs']
 
 # %% ../../nbs/pde/04_runs.ipynb #830b7e63
 METHODS = {"euler": diffrax.Euler, "heun": diffrax.Heun, "midpoint": diffrax.Midpoint, "ralston": diffrax.Ralston,
@@ -58,6 +60,30 @@ def check_steps(solver: Solver, t_end: float, frames: int, flag: str = "--dt") -
     check_memory(array_bytes((steps + frames,), "float64"), f"the step grid of {steps} steps ({flag} {solver.dt:g})")
     return steps
 
+# %% ../../nbs/pde/04_runs.ipynb #ceefd260
+LAPLACIANS = {"five-point": FivePoint, "nine-point": NinePoint, "fourth-order": FourthOrder,
+              "spectral": Spectral}  # --laplacian names
+
+
+def make_laplacian(name: str) -> Discretisation:
+    "The discretisation that a configuration's `laplacian` name stands for."
+    if name not in LAPLACIANS:
+        raise UsageError(f"--laplacian {name!r} is not a discretisation; expected one of {', '.join(LAPLACIANS)}")
+    return LAPLACIANS[name]()
+
+
+def laplacian_name(d: Discretisation) -> str | None:
+    "The name of `d` in `LAPLACIANS`, or `None` for one without a name (such as `NinePoint(diagonal=1/3)`)."
+    return next((n for n, cls in LAPLACIANS.items() if cls() == d), None)
+
+
+def recorded_laplacian(metadata: dict, where: str) -> str | None:
+    "The discretisation name a trajectory's `metadata` records (`None` if none); a `UsageError` naming `where` for an unknown one."
+    name = metadata.get("laplacian")
+    if name is not None and name not in LAPLACIANS:
+        raise UsageError(f"{where}: its metadata records the discretisation {name!r}, not one of {', '.join(LAPLACIANS)}")
+    return name
+
 # %% ../../nbs/pde/04_runs.ipynb #998c9d9d
 @dataclass(frozen=True)
 class SimulateConfig:
@@ -73,12 +99,14 @@ class SimulateConfig:
     method: str = "heun"  # a name in METHODS
     adaptive: bool = False  # PID step-size control
     seed: int = 0  # key of the initial condition
+    laplacian: str | None = None  # a name in LAPLACIANS (default: the model's, nine-point)
 
 
 def simulation_settings(cfg: SimulateConfig) -> tuple[PDE, Solver, int, float, int]:
     "Validate `cfg` and build `(model, solver, size, t_end, frames)`; checks steps and memory before any work."
     cls = model_class_by_name(cfg.model)
-    model = make_model(cfg.model, dx=cfg.dx, boundary=cfg.boundary, **cfg.params)
+    laplacian = None if cfg.laplacian is None else make_laplacian(cfg.laplacian)
+    model = make_model(cfg.model, dx=cfg.dx, boundary=cfg.boundary, laplacian=laplacian, **cfg.params)
     sim = {**PDE.simulation, **cls.simulation}
     size = sim["size"] if cfg.size is None else cfg.size
     frames = sim["frames"] if cfg.frames is None else cfg.frames
@@ -120,7 +148,8 @@ def run_simulate(cfg: SimulateConfig, out, overwrite: bool = False) -> dict:
     u = np.asarray(u)
     out = prepare_out(out, overwrite=True, markers=())
     save_trajectory(out / "trajectory.npz", t, u, model.dx, model=cfg.model, parameters=model.parameters(),
-                    boundary=model.boundary, seed=cfg.seed, method=cfg.method, dt=solver.dt)
+                    boundary=model.boundary, seed=cfg.seed, method=cfg.method, dt=solver.dt,
+                    laplacian=laplacian_name(model.laplacian))
     write_gif(out / "animation.gif", animation_frames(u, 1 if cfg.model == "gray-scott" else 0), fps=12.5)
     write_manifest(out, "pde", "simulate", cfg)
     return dict(frames=frames, shape=list(u.shape), seconds=time.time() - t0,
@@ -149,6 +178,7 @@ class FitConfig:
     iters: int = 300
     seed: int = 0
     devices: int | None = None
+    laplacian: str | None = None  # a name in LAPLACIANS; None: the data's own if recorded, else the recommended one
 
     @property
     def neural(self) -> bool:
@@ -176,6 +206,8 @@ def resolve_fit(cfg: FitConfig) -> FitConfig:
         if bad:
             raise UsageError(f"--fit {' '.join(bad)}: {cfg.model}'s parameters are {', '.join(names)}")
         make_model(cfg.model, boundary=cfg.boundary, **cfg.init)          # --init names and signs, --boundary
+    if cfg.laplacian is not None:
+        make_laplacian(cfg.laplacian).check(cfg.boundary)                # --laplacian name, and with --boundary
     return cfg
 
 # %% ../../nbs/pde/04_runs.ipynb #99848c06
@@ -187,6 +219,7 @@ class FitData:
     dx: float
     truth: dict | None = None
     source: str = "simulated"
+    laplacian: str | None = None  # the name of the discretisation that made the data, if known
 
 
 def _fit_memory(cfg: FitConfig, channels: int, h: int, w: int, steps_per_frame: int) -> None:
@@ -204,7 +237,8 @@ def load_fit_data(cfg: FitConfig) -> FitData:
         traj = load_trajectory(cfg.data)                    # shapes, dtypes, lengths, finiteness, dx, metadata
         meta = traj["metadata"]
         truth = meta.get("parameters") if meta.get("model") == cfg.model and not cfg.neural else None
-        return FitData(traj["t"], traj["u"], traj["dx"], truth if isinstance(truth, dict) else None, str(cfg.data))
+        return FitData(traj["t"], traj["u"], traj["dx"], truth if isinstance(truth, dict) else None, str(cfg.data),
+                       recorded_laplacian(meta, str(cfg.data)))
     source = "gray-scott" if cfg.neural else cfg.model
     true_model = make_model(source, boundary=cfg.boundary)
     sim = {**PDE.simulation, **true_model.simulation}
@@ -217,7 +251,8 @@ def load_fit_data(cfg: FitConfig) -> FitData:
     span = u.max(axis=(0, 2, 3)) - u.min(axis=(0, 2, 3))
     noise = np.asarray(jax.random.normal(jax.random.fold_in(key, 2), u.shape))
     u = u + cfg.noise * span[None, :, None, None] * noise
-    return FitData(t, u, true_model.dx, None if cfg.neural else true_model.parameters())
+    return FitData(t, u, true_model.dx, None if cfg.neural else true_model.parameters(),
+                   laplacian=laplacian_name(true_model.laplacian))
 
 # %% ../../nbs/pde/04_runs.ipynb #ece2a26b
 def _offset_start(model: PDE, names) -> dict:
@@ -225,25 +260,31 @@ def _offset_start(model: PDE, names) -> dict:
     return {n: model.parameters()[n] * (1.3 if i % 2 == 0 else 0.7) for i, n in enumerate(names)}
 
 
+def fit_laplacian(cfg: FitConfig, data: FitData) -> Discretisation:
+    "The discretisation of the fit: `cfg.laplacian`, else the one that made the data (if recorded), else the recommended one."
+    name = cfg.laplacian or data.laplacian
+    return make_laplacian(name) if name else recommended_laplacian(cfg.boundary)
+
+
 def build_fit_model(cfg: FitConfig, data: FitData) -> PDE:
     "The model to fit: a neural PDE sized to the data, or the classic model at `cfg.init` (simulated data: 30% off)."
-    channels = data.u.shape[-3]
+    channels, lap = data.u.shape[-3], fit_laplacian(cfg, data)
     if cfg.neural:
         key = jax.random.fold_in(jax.random.key(cfg.seed), 3)
         if cfg.model == "neural-rda":
             return NeuralRDA(channels + cfg.hidden, width=cfg.width, degree=cfg.degree, dx=data.dx,
-                             boundary=cfg.boundary, key=key)
+                             boundary=cfg.boundary, laplacian=lap, key=key)
         signals = channels + cfg.hidden - cfg.cells
         if signals < 1:
             raise UsageError(f"neural-chemotaxis needs at least one signal channel: the data has {channels} channels "
                              f"+ --hidden {cfg.hidden}, and --cells is {cfg.cells}")
         return NeuralChemotaxis(cfg.cells, signals, width=cfg.width, degree=cfg.degree, dx=data.dx,
-                                boundary=cfg.boundary, key=key)
+                                boundary=cfg.boundary, laplacian=lap, key=key)
     cls = model_class_by_name(cfg.model)
     init = dict(cfg.init)
     if not init and cfg.data is None:
         init = _offset_start(make_model(cfg.model, dx=data.dx, boundary=cfg.boundary), cfg.fit or cls.parameter_names)
-    model = make_model(cfg.model, dx=data.dx, boundary=cfg.boundary, **init)
+    model = make_model(cfg.model, dx=data.dx, boundary=cfg.boundary, laplacian=lap, **init)
     if model.n_channels is not None and channels != model.n_channels:
         raise UsageError(f"--data has {channels} channels but {cfg.model} has {model.n_channels} "
                          f"({', '.join(cls.channel_names)})")
@@ -280,7 +321,8 @@ def run_fit(cfg: FitConfig, data: FitData, model: PDE, solver: Solver, out, resu
     fitted = result.model
     report = dict(model=cfg.model, fitted=fitted.parameters(), initial=start, steps=result.step,
                   seconds=round(result.seconds, 1), final_loss=result.losses[-1] if result.losses else None,
-                  data=data.source, window=cfg.window, batch=cfg.batch, solver=dict(method=cfg.method, dt=solver.dt))
+                  data=data.source, window=cfg.window, batch=cfg.batch, solver=dict(method=cfg.method, dt=solver.dt),
+                  laplacian=laplacian_name(model.laplacian))
     if cfg.neural:
         report["hyperparams"] = fitted.hyperparams(encoded=True)
     elif data.truth is not None:

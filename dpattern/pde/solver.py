@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core.model import Model
-from ..core.operators import check_boundary, laplacian
+from ..core.operators import Discretisation, NinePoint, check_boundary
 
 # %% auto #0
 __all__ = ['float_parameter', 'PDE', 'Heat', 'SolveError', 'Solver', 'check_times', 'solve', 'simulate']
@@ -41,10 +41,12 @@ class PDE(Model):
     """A semi-discrete PDE on a grid: `model(t, u) -> du/dt` for a state `u [C, H, W]`.
 
     Subclasses store their physical parameters as array fields named in `parameter_names` and set
-    `dx` (grid spacing) and `boundary` (a mode of `dpattern.core.operators`)."""
+    `dx` (grid spacing), `boundary` (a mode of `dpattern.core.operators`) and `laplacian` (a `Discretisation`
+    of `dpattern.core.operators` for every spatial derivative; `NinePoint()` unless they set another)."""
 
     dx: float = eqx.field(static=True)
     boundary: str = eqx.field(static=True)
+    laplacian: Discretisation = eqx.field(static=True, default=NinePoint())
 
     channel_names: ClassVar[tuple[str, ...]] = ()  # one name per channel; empty: any number of channels
     parameter_names: ClassVar[tuple[str, ...]] = ()  # the named physical parameters (array fields)
@@ -59,6 +61,13 @@ class PDE(Model):
         if not (isinstance(self.dx, (int, float)) and math.isfinite(self.dx) and self.dx > 0):
             raise ValueError(f"{type(self).__name__}: grid spacing dx must be a positive number, got {self.dx!r}")
         check_boundary(self.boundary)
+        if not isinstance(self.laplacian, Discretisation):
+            raise TypeError(f"{type(self).__name__}: laplacian must be a discretisation of dpattern.core.operators "
+                            f"such as FivePoint(), NinePoint(), FourthOrder() or Spectral(), got {self.laplacian!r}")
+        try:
+            self.laplacian.check(self.boundary)
+        except ValueError as e:
+            raise ValueError(f"{type(self).__name__}: {e}") from None
         for name in self.parameter_names:
             self._check_parameter(name, getattr(self, name))
 
@@ -135,12 +144,12 @@ class Heat(PDE):
     nonnegative: ClassVar = ("D",)
     simulation: ClassVar = dict(t_end=50.0, dt=0.5, size=64, frames=26)
 
-    def __init__(self, D=1.0, dx: float = 1.0, boundary: str = "periodic"):
+    def __init__(self, D=1.0, dx: float = 1.0, boundary: str = "periodic", laplacian: Discretisation = NinePoint()):
         self.D = float_parameter(D, "D")
-        self.dx, self.boundary = dx, boundary
+        self.dx, self.boundary, self.laplacian = dx, boundary, laplacian
 
     def __call__(self, t, u, args=None):
-        return self.D * laplacian(u, self.dx, self.boundary)
+        return self.D * self.laplacian(u, self.dx, self.boundary)
 
     def initial_condition(self, key: jax.Array, shape: Sequence[int] = (64, 64)) -> jax.Array:
         "Uniform noise in [0, 1], one channel: `[1, H, W]`."
