@@ -179,8 +179,9 @@ def stack_same_size(arrays: Sequence, what: str = "arrays") -> np.ndarray:
     shapes = [tuple(np.shape(a)) for a in arrays]
     if len(set(shapes)) > 1:
         raise ValueError(f"{what} have different shapes {sorted(set(shapes))} and cannot be stacked into one "
-                         f"array; resize them to one size, or pass them as a list (a PyTree) to train on "
-                         f"several sizes at once")
+                         f"array; resize them to one size, or put each in a `Trajectory` of a "
+                         f"`dpattern.core.dataset.TrainingSet`, which stacks those of one size and keeps the "
+                         f"sizes apart (the NCA tasks Morph and Imitate take one to train on several sizes at once)")
     return np.stack([np.asarray(a) for a in arrays])
 
 # %% ../../nbs/core/05_data.ipynb #e4e9ad50

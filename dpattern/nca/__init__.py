@@ -8,10 +8,12 @@ __all__ = ['fast_rollout', 'GRADIENTS', 'seed_state', 'NCA', 'KERNELS', 'PERCEPT
            'grid_size', 'train_memory', 'check_train_memory', 'target_name', 'load_target', 'check_opaque',
            'load_trajectory', 'build', 'nca_optimiser', 'check_devices', 'write_outputs', 'run_training',
            'read_run_config', 'load_run_model', 'run_losses', 'RolloutConfig', 'run_rollout', 'pool_sample',
-           'rank_by_loss', 'reseed', 'damage_last', 'visible_l2', 'roll_each', 'check_channels', 'free_animation',
-           'Grow', 'Morph', 'noise_state', 'overflow', 'Texture', 'Imitate', 'UPDATES', 'MLPUpdate', 'GatedUpdate',
-           'gaussian_basis', 'KANUpdate', 'render', 'render_grid', 'upscale', 'gif_frames', 'save_gif', 'plot_hidden',
-           'kernel_weights', 'plot_weights', 'plot_losses', 'summary_figure', 'erase_disc', 'Regrow']
+           'rank_by_loss', 'reseed', 'visible_l2', 'check_channels', 'free_animation', 'as_training_set',
+           'device_groups', 'members', 'sample_weights', 'group_key', 'with_environment', 'score_states', 'Grow',
+           'morph_starts', 'morph_ends', 'Morph', 'noise_state', 'overflow', 'Texture', 'imitate_windows', 'Imitate',
+           'UPDATES', 'TwoLayerUpdate', 'MLPUpdate', 'GatedUpdate', 'gaussian_basis', 'KANUpdate', 'render',
+           'render_grid', 'upscale', 'gif_frames', 'save_gif', 'plot_hidden', 'kernel_weights', 'plot_weights',
+           'plot_losses', 'summary_figure', 'erase_disc', 'Regrow']
 
 # %% ../../nbs/nca/index.ipynb #nca0003
 from dpattern.nca.fast_gradient import (
@@ -30,11 +32,12 @@ from dpattern.nca.runs import (
     RolloutConfig, run_rollout,
 )
 from dpattern.nca.tasks import (
-    pool_sample, rank_by_loss, reseed, damage_last, visible_l2, roll_each, check_channels, free_animation,
-    Grow, Morph, noise_state, overflow, Texture, Imitate,
+    pool_sample, rank_by_loss, reseed, visible_l2, check_channels, free_animation, as_training_set,
+    device_groups, members, sample_weights, group_key, with_environment, score_states, Grow, morph_starts,
+    morph_ends, Morph, noise_state, overflow, Texture, imitate_windows, Imitate,
 )
 from dpattern.nca.update import (
-    UPDATES, MLPUpdate, GatedUpdate, gaussian_basis, KANUpdate,
+    UPDATES, TwoLayerUpdate, MLPUpdate, GatedUpdate, gaussian_basis, KANUpdate,
 )
 from dpattern.nca.visualise import (
     render, render_grid, upscale, gif_frames, save_gif, plot_hidden, kernel_weights, plot_weights, plot_losses,
@@ -47,8 +50,10 @@ _all_ = [
     'fit_window', 'grid_size', 'train_memory', 'check_train_memory', 'target_name', 'load_target',
     'check_opaque', 'load_trajectory', 'build', 'nca_optimiser', 'check_devices', 'write_outputs',
     'run_training', 'read_run_config', 'load_run_model', 'run_losses', 'RolloutConfig', 'run_rollout',
-    'pool_sample', 'rank_by_loss', 'reseed', 'damage_last', 'visible_l2', 'roll_each', 'check_channels',
-    'free_animation', 'Grow', 'Morph', 'noise_state', 'overflow', 'Texture', 'Imitate', 'UPDATES', 'MLPUpdate',
-    'GatedUpdate', 'gaussian_basis', 'KANUpdate', 'render', 'render_grid', 'upscale', 'gif_frames', 'save_gif',
-    'plot_hidden', 'kernel_weights', 'plot_weights', 'plot_losses', 'summary_figure', 'erase_disc', 'Regrow',
+    'pool_sample', 'rank_by_loss', 'reseed', 'visible_l2', 'check_channels', 'free_animation',
+    'as_training_set', 'device_groups', 'members', 'sample_weights', 'group_key', 'with_environment',
+    'score_states', 'Grow', 'morph_starts', 'morph_ends', 'Morph', 'noise_state', 'overflow', 'Texture',
+    'imitate_windows', 'Imitate', 'UPDATES', 'TwoLayerUpdate', 'MLPUpdate', 'GatedUpdate', 'gaussian_basis',
+    'KANUpdate', 'render', 'render_grid', 'upscale', 'gif_frames', 'save_gif', 'plot_hidden', 'kernel_weights',
+    'plot_weights', 'plot_losses', 'summary_figure', 'erase_disc', 'Regrow',
 ]
