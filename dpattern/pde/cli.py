@@ -72,7 +72,10 @@ def add_commands(subparsers) -> None:
                                    "by multiple shooting. Writes DIR/params.json, checkpoints, TensorBoard logs, "
                                    "DIR/comparison.png and DIR/run.json. Without --data, simulates the model, adds "
                                    "noise and starts its parameters 30%% off.")
-    f.add_argument("--data", help="trajectory .npz with t [K], u [K, C, H, W] (and dx)")
+    f.add_argument("--data", nargs="+", metavar="FILE",
+                   help="trajectory .npz files with t [K], u [K, C, H, W] (and dx); several: one fit over all")
+    f.add_argument("--weights", type=positive_float, nargs="+", metavar="W",
+                   help="each --data file's weight in the loss (default: all 1)")
     f.add_argument("--model", help=f"one of: {', '.join((*CLASSIC, *NEURAL))} (default gray-scott)")
     f.add_argument("--fit", nargs="+", metavar="NAME", help="parameters to fit (default: all)")
     f.add_argument("--init", type=_param, action="append", metavar="NAME=VALUE",
@@ -133,7 +136,8 @@ def _fit_config(args):
         if (m["family"], m["command"]) != ("pde", "fit"):
             raise UsageError(f"--resume: {out} holds a `{m['family']} {m['command']}` run, not `pde fit`")
         names = {f.name for f in dataclasses.fields(FitConfig)}
-        saved = {k: (tuple(v) if k == "fit" and v is not None else v) for k, v in m["config"].items() if k in names}
+        saved = {k: (tuple(v) if k in ("fit", "data", "weights") and isinstance(v, list) else v)
+                 for k, v in m["config"].items() if k in names}
         given = resume_config(saved, given)
     return FitConfig(**given), out
 
@@ -155,7 +159,6 @@ def fit_command(args) -> int:
     solver = runs.fit_solver(cfg, model, data)
     result, report = runs.run_fit(cfg, data, model, solver, out, resume=args.resume, overwrite=args.overwrite,
                                   progress=not args.quiet, callbacks=[figure_callback(data.t, data.u, solver)])
-    print(json.dumps({k: report[k] for k in ("fitted", "relative_error") if k in report}, indent=1))
+    print(json.dumps({k: report[k] for k in ("fitted", "relative_error", "trajectories") if k in report}, indent=1))
     print(f"wrote {out / 'params.json'}, {out / 'comparison.png'}, checkpoints and logs in {out}")
     return 0
-

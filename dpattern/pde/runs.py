@@ -16,20 +16,22 @@ import diffrax
 import jax
 import numpy as np
 
+from ..core.dataset import Trajectory, TrainingSet
 from ..core.operators import Discretisation, FivePoint, FourthOrder, NinePoint, Spectral
 from dpattern.core.run import UsageError, array_bytes, check_memory, prepare_out, write_figure, write_gif, write_json, \
     write_manifest
 from ..core.train import TrainingDiverged, TrainResult
 from .classic import MODELS, make_model, model_class_by_name
-from .fit import comparison_figure, fit, forecast, load_trajectory, recommended_laplacian, save_trajectory
+from .fit import (ShootingTask, comparison_figure, fit, forecast, load_trajectory, recommended_laplacian,
+                              save_trajectory, trajectory_losses)
 from .neural import NeuralChemotaxis, NeuralRDA
 from .solver import PDE, SolveError, Solver, simulate
 
 # %% auto #0
 __all__ = ['METHODS', 'NEURAL', 'MAX_SOLVER_STEPS', 'LAPLACIANS', 'make_solver', 'check_steps', 'make_laplacian',
            'laplacian_name', 'recorded_laplacian', 'SimulateConfig', 'simulation_settings', 'animation_frames',
-           'run_simulate', 'FitConfig', 'resolve_fit', 'FitData', 'load_fit_data', 'fit_laplacian', 'build_fit_model',
-           'fit_solver', 'run_fit', 'write_fit_outputs']
+           'run_simulate', 'FitConfig', 'resolve_fit', 'FitData', 'read_fit_files', 'load_fit_data', 'fit_laplacian',
+           'build_fit_model', 'fit_solver', 'run_fit', 'write_fit_outputs']
 
 # %% ../../nbs/pde/04_runs.ipynb #830b7e63
 METHODS = {"euler": diffrax.Euler, "heun": diffrax.Heun, "midpoint": diffrax.Midpoint, "ralston": diffrax.Ralston,
@@ -160,7 +162,8 @@ def run_simulate(cfg: SimulateConfig, out, overwrite: bool = False) -> dict:
 class FitConfig:
     "Settings of `dpattern pde fit`; `None` means the model kind's default (classic or neural)."
     model: str = "gray-scott"  # a classic model name or neural-rda / neural-chemotaxis
-    data: str | None = None  # trajectory .npz; None: simulate the model, add noise, start 30% off
+    data: tuple | None = None  # trajectory .npz files (any grid sizes); None: simulate, add noise, start 30% off
+    weights: tuple | None = None  # one loss weight per data file (default: all 1)
     fit: tuple | None = None  # parameters to fit (default all)
     init: dict = field(default_factory=dict)  # starting values {name: value}
     window: int | None = None  # frames solved ahead (1 classic, 4 neural)
@@ -184,13 +187,28 @@ class FitConfig:
     def neural(self) -> bool:
         return self.model in NEURAL
 
+# %% ../../nbs/pde/04_runs.ipynb #e522e505
+def _check_weights(cfg: FitConfig) -> None:
+    if cfg.weights is None:
+        return
+    if cfg.data is None or len(cfg.weights) != len(cfg.data):
+        raise UsageError(f"--weights: {len(cfg.weights)} weights for {len(cfg.data or ())} --data files; give one "
+                         f"weight per file")
+    bad = [w for w in cfg.weights if not (isinstance(w, (int, float)) and math.isfinite(w) and w > 0)]
+    if bad:
+        raise UsageError(f"--weights must be finite numbers > 0, got {bad[0]!r}")
+
 
 def resolve_fit(cfg: FitConfig) -> FitConfig:
     "`cfg` checked, with `window` and `batch` filled in; a `UsageError` naming the flag for a bad value."
     if cfg.model not in MODELS and not cfg.neural:
         raise UsageError(f"--model: unknown model {cfg.model!r}; expected one of {', '.join((*MODELS, *NEURAL))}")
+    data = (cfg.data,) if isinstance(cfg.data, (str, Path)) else cfg.data
     cfg = dataclasses.replace(cfg, window=cfg.window or (4 if cfg.neural else 1),
-                              batch=cfg.batch or (4 if cfg.neural else 16))
+                              batch=cfg.batch or (4 if cfg.neural else 16),
+                              data=None if data is None else tuple(str(p) for p in data),
+                              weights=None if cfg.weights is None else tuple(cfg.weights))
+    _check_weights(cfg)
     for flag, v, least in (("--iters", cfg.iters, 0), ("--window", cfg.window, 1), ("--batch", cfg.batch, 1),
                            ("--size", cfg.size, 3), ("--width", cfg.width, 1), ("--cells", cfg.cells, 1),
                            ("--degree", cfg.degree, 1), ("--hidden", cfg.hidden, 0)):
@@ -213,39 +231,75 @@ def resolve_fit(cfg: FitConfig) -> FitConfig:
 # %% ../../nbs/pde/04_runs.ipynb #99848c06
 @dataclass(frozen=True)
 class FitData:
-    "The trajectory a fit runs on: times `t [K]`, frames `u [K, (B,) C, H, W]`, spacing `dx`, true parameters if known."
+    """The trajectories a fit runs on: the first as times `t [K]` and frames `u [K, C, H, W]`, any others in
+    `more` as `(t, u)` pairs; spacing `dx`, true parameters if known, names and weights of all."""
     t: np.ndarray
     u: np.ndarray
     dx: float
     truth: dict | None = None
     source: str = "simulated"
     laplacian: str | None = None  # the name of the discretisation that made the data, if known
+    more: tuple = ()  # further trajectories (t, u), any grid sizes
+    names: tuple = ()  # one label per trajectory (empty: one trajectory, named by `source`)
+    weights: tuple = ()  # one loss weight per trajectory (empty: all 1)
+
+    @property
+    def trajectories(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [(self.t, self.u), *self.more]
 
 
-def _fit_memory(cfg: FitConfig, channels: int, h: int, w: int, steps_per_frame: int) -> None:
+def _fit_memory(cfg: FitConfig, channels: int, grids, steps_per_frame: int) -> None:
     "Refuse a fit whose batch of windows cannot fit: states of every solver step kept for the gradient."
     states = cfg.batch * (cfg.window * steps_per_frame + 1) * 4     # saved steps and solver stages
-    check_memory(array_bytes((states, channels + cfg.hidden, h, w)),
-                 f"--batch {cfg.batch} --window {cfg.window} on {h}x{w} grids: one fitting step")
+    grids = sorted(set(grids))
+    check_memory(sum(array_bytes((states, channels + cfg.hidden, h, w)) for h, w in grids),
+                 f"--batch {cfg.batch} --window {cfg.window} on {' and '.join(f'{h}x{w}' for h, w in grids)} "
+                 f"grids: one fitting step")
+
+# %% ../../nbs/pde/04_runs.ipynb #2f62942a
+def _file_trajectories(path: str, weight: float) -> list[Trajectory]:
+    "The trajectories of one `.npz` file (several if its frames are `[K, B, C, H, W]`), checked."
+    traj = load_trajectory(path)                    # shapes, dtypes, lengths, finiteness, dx, metadata
+    u = traj["u"]
+    parts = [(u, path)] if u.ndim == 4 else [(u[:, b], f"{path}[{b}]") for b in range(u.shape[1])]
+    return [Trajectory(f, traj["t"], weight=weight, name=n, dx=traj["dx"], metadata=traj["metadata"]) for f, n in parts]
 
 
+def read_fit_files(cfg: FitConfig) -> FitData:
+    """The trajectories of `cfg.data`, each checked and then checked against the others (channels, grid
+    spacing, recorded discretisation) before anything compiles; every error names the file."""
+    weights = cfg.weights or (1.0,) * len(cfg.data)
+    data = TrainingSet([t for p, w in zip(cfg.data, weights) for t in _file_trajectories(p, w)], min_frames=2)
+    first = data[0]
+    for t in data:
+        if t.dx != first.dx:
+            raise UsageError(f"{t.name}: grid spacing dx = {t.dx:g}, but {first.name} has dx = {first.dx:g}; the "
+                             f"trajectories of one fit need one grid spacing")
+    recorded = {t.name: recorded_laplacian(t.metadata, t.name) for t in data}
+    if len(set(recorded.values())) > 1 and cfg.laplacian is None:
+        raise UsageError(f"the data files record different discretisations ({', '.join(f'{n}: {v}' for n, v in recorded.items())}); "
+                         f"choose the fit's with --laplacian")
+    truths = [t.metadata.get("parameters") if t.metadata.get("model") == cfg.model else None for t in data]
+    truth = truths[0] if not cfg.neural and isinstance(truths[0], dict) and all(x == truths[0] for x in truths) else None
+    many = len(data) > 1
+    return FitData(first.times, first.frames, first.dx, truth, ", ".join(cfg.data), recorded[first.name],
+                   more=tuple((t.times, t.frames) for t in data[1:]), names=data.labels if many else (),
+                   weights=tuple(float(w) for w in data.weights) if many else ())
+
+# %% ../../nbs/pde/04_runs.ipynb #3cc39654
 def load_fit_data(cfg: FitConfig) -> FitData:
     "Read `cfg.data`, or simulate the model (Gray–Scott for neural ones) and add noise; memory checked first."
     cfg = resolve_fit(cfg)
     key = jax.random.key(cfg.seed)
     if cfg.data is not None:
-        traj = load_trajectory(cfg.data)                    # shapes, dtypes, lengths, finiteness, dx, metadata
-        meta = traj["metadata"]
-        truth = meta.get("parameters") if meta.get("model") == cfg.model and not cfg.neural else None
-        return FitData(traj["t"], traj["u"], traj["dx"], truth if isinstance(truth, dict) else None, str(cfg.data),
-                       recorded_laplacian(meta, str(cfg.data)))
+        return read_fit_files(cfg)
     source = "gray-scott" if cfg.neural else cfg.model
     true_model = make_model(source, boundary=cfg.boundary)
     sim = {**PDE.simulation, **true_model.simulation}
     channels = true_model.n_channels or 1
     check_memory(array_bytes((sim["frames"] + 8, channels, cfg.size, cfg.size)), f"--size {cfg.size}: the simulated data")
     solver = Solver(dt=sim["dt"])
-    _fit_memory(cfg, channels, cfg.size, cfg.size, solver.steps_per_interval(sim["t_end"] / (sim["frames"] - 1)))
+    _fit_memory(cfg, channels, [(cfg.size, cfg.size)], solver.steps_per_interval(sim["t_end"] / (sim["frames"] - 1)))
     t, u = simulate(true_model, jax.random.fold_in(key, 1), cfg.size)
     u = np.asarray(u)
     span = u.max(axis=(0, 2, 3)) - u.min(axis=(0, 2, 3))
@@ -296,11 +350,31 @@ def fit_solver(cfg: FitConfig, model: PDE, data: FitData) -> Solver:
     solver = make_solver(cfg.method, cfg.dt or (1.0 if cfg.neural else model.simulation["dt"]))
     if cfg.window > len(data.t) - 1:
         raise UsageError(f"--window {cfg.window} is longer than the data allows ({len(data.t)} frames)")
-    per = solver.steps_per_interval(float(np.max(np.diff(data.t))))
+    if cfg.window > min(len(t) for t, _ in data.trajectories) - 1:
+        raise UsageError(f"--window {cfg.window} is longer than the shortest trajectory allows "
+                         f"({min(len(t) for t, _ in data.trajectories)} frames)")
+    per = max(solver.steps_per_interval(float(np.max(np.diff(t)))) for t, _ in data.trajectories)
     if per * cfg.window > MAX_SOLVER_STEPS:
         raise UsageError(f"--dt {solver.dt:g} would take {per * cfg.window:.3g} solver steps per window; raise --dt")
-    _fit_memory(cfg, data.u.shape[-3], *data.u.shape[-2:], per)
+    _fit_memory(cfg, data.u.shape[-3], [u.shape[-2:] for _, u in data.trajectories], per)
     return solver
+
+# %% ../../nbs/pde/04_runs.ipynb #64e693e3
+def _fit_arrays(data: FitData) -> tuple:
+    "`(t, u, options)` for `fit`: one trajectory as arrays, several as lists with their weights and names."
+    if not data.more:
+        return data.t, data.u, {}
+    ts, us = zip(*data.trajectories)
+    return list(ts), list(us), dict(weights=list(data.weights), names=list(data.names))
+
+
+def _trajectory_report(cfg: FitConfig, data: FitData, model: PDE, solver: Solver) -> dict:
+    "Each trajectory's weight and final loss (hidden channels at zero), for the report."
+    t, u, more = _fit_arrays(data)
+    task = ShootingTask(t, u, cfg.window, cfg.batch, 0 if model.n_channels is None else
+                        model.n_channels - data.u.shape[-3], solver, **more)
+    losses = trajectory_losses(task, model)
+    return {n: dict(weight=w, loss=losses[n]) for n, w in zip(data.names, data.weights)}
 
 # %% ../../nbs/pde/04_runs.ipynb #73fda70e
 def run_fit(cfg: FitConfig, data: FitData, model: PDE, solver: Solver, out, resume: bool = False,
@@ -312,7 +386,8 @@ def run_fit(cfg: FitConfig, data: FitData, model: PDE, solver: Solver, out, resu
     start = model.parameters()
     lr = cfg.lr if cfg.lr is not None else (None if cfg.neural else 0.1)
     try:
-        result = fit(model, data.t, data.u, steps=cfg.iters, key=jax.random.key(cfg.seed), fit=cfg.fit,
+        t, u, more = _fit_arrays(data)
+        result = fit(model, t, u, steps=cfg.iters, key=jax.random.key(cfg.seed), fit=cfg.fit, **more,
                      window=cfg.window, batch_size=cfg.batch, solver=solver, learning_rate=lr, out=out, resume=resume,
                      overwrite=overwrite, devices=cfg.devices, progress=progress, log_every=max(cfg.iters // 5, 1),
                      checkpoint_every=max(cfg.iters // 10, 1), callbacks=callbacks)
@@ -329,6 +404,8 @@ def run_fit(cfg: FitConfig, data: FitData, model: PDE, solver: Solver, out, resu
         report["true"] = {k: data.truth[k] for k in fitted.parameters() if k in data.truth}
         report["relative_error"] = {k: (fitted.parameters()[k] / v - 1) if v else None
                                     for k, v in report["true"].items()}
+    if data.more:
+        report["trajectories"] = _trajectory_report(cfg, data, fitted, solver)
     write_fit_outputs(out, cfg, data, fitted, solver, report)
     return result, report
 
