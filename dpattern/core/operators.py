@@ -317,7 +317,7 @@ class Discretisation(Model):
         "Raise a clear `ValueError` if this discretisation cannot work with the boundary mode `boundary`."
         check_boundary(boundary)
 
-
+# %% ../../nbs/core/00_operators.ipynb #3154826b
 class FivePoint(Discretisation):
     "The 5-point Laplacian, central differences $\\frac12[-1, 0, 1]$ and face fluxes (`flux_diffusion`); second order."
 

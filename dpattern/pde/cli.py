@@ -47,6 +47,12 @@ def add_commands(subparsers) -> None:
                                 description="Simulate classic pattern-forming PDEs and fit PDEs to trajectories.")
     sub = pde.add_subparsers(dest="pde_command", metavar="SUBCOMMAND", required=True)
 
+    _add_simulate(sub)
+    _add_fit(sub)
+
+# %% ../../nbs/pde/05_cli.ipynb #c90cc5df
+def _add_simulate(sub) -> None:
+    "The `simulate` subcommand and its flags."
     s = sub.add_parser("simulate", help="solve a classic model; write trajectory.npz and animation.gif",
                        description="Solve a classic PDE from its random initial condition and write "
                                    "DIR/trajectory.npz (t [K], u [K, C, N, N], dx), DIR/animation.gif and DIR/run.json.")
@@ -67,6 +73,9 @@ def add_commands(subparsers) -> None:
     s.add_argument("--overwrite", action="store_true", help="replace the files of an earlier simulation in --out")
     s.set_defaults(func=simulate_command)
 
+# %% ../../nbs/pde/05_cli.ipynb #41fa1967
+def _add_fit(sub) -> None:
+    "The `fit` subcommand and its flags."
     f = sub.add_parser("fit", help="fit a PDE to a trajectory (default: recover Gray-Scott's parameters)",
                        description="Fit a classic model's parameters, or train a neural PDE, on a trajectory "
                                    "by multiple shooting. Writes DIR/params.json, checkpoints, TensorBoard logs, "

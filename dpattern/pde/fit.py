@@ -63,7 +63,7 @@ def check_trajectory(t, u, dx=None, name: str = "data") -> tuple[np.ndarray, np.
             raise ValueError(f"{name}: dx must be a positive number, got {a.item() if a.ndim == 0 else a!r}")
     return t.astype(np.float64), u.astype(np.float32)
 
-
+# %% ../../nbs/pde/03_fit.ipynb #7b107a1c
 def save_trajectory(path: str | os.PathLike, t, u, dx: float, **metadata) -> Path:
     "Write `t`, `u`, `dx` (and JSON-able `metadata`, stored as the string array `metadata`) to an `.npz`, atomically."
     t, u = check_trajectory(t, u, dx)

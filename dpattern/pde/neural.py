@@ -86,6 +86,20 @@ def _rda_terms(channels: int, degree: int, width: int, layers: int, activation: 
     advection = mk(ka, 2 * channels, 0.0) if "advection" in terms else None
     return reaction, diffusion, advection
 
+
+def _check_rda(channels, terms, init_diffusion, epsilon, max_speed) -> tuple:
+    "The terms of a `NeuralRDA` as a tuple, after refusing bad settings (one clear error)."
+    terms = tuple(terms)
+    bad = [t for t in terms if t not in TERMS]
+    if bad or not terms:
+        raise ValueError(f"unknown or no terms {bad or terms}; choose from {', '.join(TERMS)}")
+    if int(channels) != channels or channels < 1:
+        raise ValueError(f"channels must be a positive integer, got {channels!r}")
+    if init_diffusion <= 0 or epsilon < 0 or max_speed <= 0:
+        raise ValueError(f"need init_diffusion > 0, epsilon >= 0, max_speed > 0; got {init_diffusion}, "
+                         f"{epsilon}, {max_speed}")
+    return terms
+
 # %% ../../nbs/pde/02_neural.ipynb #3976991b
 class NeuralRDA(PDE):
     r"""Neural reaction–diffusion–advection, state `[C, H, W]`:
@@ -111,15 +125,7 @@ class NeuralRDA(PDE):
                  terms: Sequence[str] = TERMS, activation: str = "tanh", epsilon: float = 0.01,
                  max_speed: float = 1.0, init_diffusion: float = 0.1, dx: float = 1.0,
                  boundary: str = "periodic", laplacian: Discretisation = NinePoint(), *, key: jax.Array):
-        terms = tuple(terms)
-        bad = [t for t in terms if t not in TERMS]
-        if bad or not terms:
-            raise ValueError(f"unknown or no terms {bad or terms}; choose from {', '.join(TERMS)}")
-        if int(channels) != channels or channels < 1:
-            raise ValueError(f"channels must be a positive integer, got {channels!r}")
-        if init_diffusion <= 0 or epsilon < 0 or max_speed <= 0:
-            raise ValueError(f"need init_diffusion > 0, epsilon >= 0, max_speed > 0; got {init_diffusion}, "
-                             f"{epsilon}, {max_speed}")
+        terms = _check_rda(channels, terms, init_diffusion, epsilon, max_speed)
         self.channels, self.width, self.layers, self.degree = int(channels), width, layers, degree
         self.terms, self.activation, self.epsilon = terms, activation, float(epsilon)
         self.max_speed, self.init_diffusion = float(max_speed), float(init_diffusion)
@@ -155,6 +161,19 @@ class NeuralRDA(PDE):
             du = du + c["P"] - u * c["Q"]
         return du
 
+# %% ../../nbs/pde/02_neural.ipynb #d796f6d7
+def _chemotaxis_terms(cells, signals, width, layers, degree, activation, init_motility, init_signal_diffusion,
+                      dx, key) -> tuple:
+    "The networks `(cell_terms, signal_terms)` and the raw signal diffusion of a `NeuralChemotaxis`, at their starting values."
+    n_in = len(monomials(cells + signals, degree))
+    kc, ks = jax.random.split(key)
+    cell_terms = PixelMLP(n_in, cells * (2 + signals), width, layers, activation, 0.0, key=kc)
+    bias = cell_terms.b[-1].at[:cells].set(inverse_softplus(init_motility * dx * dx))
+    cell_terms = eqx.tree_at(lambda m: m.b[-1], cell_terms, bias)
+    signal_terms = PixelMLP(n_in, 2 * signals, width, layers, activation, inverse_softplus(1e-3), key=ks)
+    signal_diffusion = jnp.full(signals, inverse_softplus(init_signal_diffusion * dx * dx))
+    return cell_terms, signal_terms, signal_diffusion
+
 # %% ../../nbs/pde/02_neural.ipynb #a4701266
 class NeuralChemotaxis(PDE):
     r"""Neural chemotaxis, state `[cells + signals, H, W]` (cells first):
@@ -188,13 +207,8 @@ class NeuralChemotaxis(PDE):
         self.activation, self.epsilon, self.max_sensitivity = activation, float(epsilon), float(max_sensitivity)
         self.init_motility, self.init_signal_diffusion = float(init_motility), float(init_signal_diffusion)
         self.dx, self.boundary, self.laplacian = dx, boundary, laplacian
-        n_in = len(monomials(cells + signals, degree))
-        kc, ks = jax.random.split(key)
-        self.cell_terms = PixelMLP(n_in, cells * (2 + signals), width, layers, activation, 0.0, key=kc)
-        bias = self.cell_terms.b[-1].at[:cells].set(inverse_softplus(init_motility * dx * dx))
-        self.cell_terms = eqx.tree_at(lambda m: m.b[-1], self.cell_terms, bias)
-        self.signal_terms = PixelMLP(n_in, 2 * signals, width, layers, activation, inverse_softplus(1e-3), key=ks)
-        self.signal_diffusion = jnp.full(signals, inverse_softplus(init_signal_diffusion * dx * dx))
+        self.cell_terms, self.signal_terms, self.signal_diffusion = _chemotaxis_terms(
+            cells, signals, width, layers, degree, activation, init_motility, init_signal_diffusion, dx, key)
 
     @property
     def n_channels(self) -> int:
