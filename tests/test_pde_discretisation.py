@@ -33,6 +33,7 @@ def test_recommended_setup_recovers_a_spectral_solvers_parameters(reference):
     assert recommended_laplacian("periodic") == Spectral()
     spectral = fitted_errors(recommended_laplacian("periodic"), t, u)
     nine = fitted_errors(NinePoint(), t, u)                   # every PDE's default discretisation
+    print({k: f"{100 * v:+.2f}%" for k, v in spectral.items()}, {k: f"{100 * v:+.2f}%" for k, v in nine.items()})
     assert abs(spectral["D_a"]) < 0.02 and abs(spectral["D_b"]) < 0.02, spectral
     assert abs(spectral["feed"]) < 0.01 and abs(spectral["kill"]) < 0.01, spectral
     # the 9-point stencil underestimates |k|^2, so the fit makes up for it with larger diffusion coefficients
