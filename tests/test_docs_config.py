@@ -182,25 +182,9 @@ def test_cells_skipped_like_nbdev_test():
     assert not build_site._skipped(cell("x = 1  # slow"), flags)
 
 
-# Exported cells over the limit in notebooks that other branches of this session are rewriting; the lead
-# removes this allow-list once those branches are merged. (notebook, first name the cell defines)
-LONG_CELLS_ALLOWED = {
-    ("nbs/core/09_train.ipynb", "train"),
-    ("nbs/nca/04_tasks.ipynb", "Grow"), ("nbs/nca/04_tasks.ipynb", "Morph"),
-    ("nbs/nca/04_tasks.ipynb", "Texture"), ("nbs/nca/04_tasks.ipynb", "Imitate"),
-    ("nbs/nca/05_visualise.ipynb", "Regrow"),
-    ("nbs/nca/06_runs.ipynb", "TrainConfig"),
-    ("nbs/pde/00_solver.ipynb", "_is_concrete"), ("nbs/pde/00_solver.ipynb", "SolveError"),
-    ("nbs/pde/00_solver.ipynb", "_concrete_interval"),
-    ("nbs/pde/02_neural.ipynb", "NeuralRDA"), ("nbs/pde/02_neural.ipynb", "NeuralChemotaxis"),
-    ("nbs/pde/03_fit.ipynb", "check_trajectory"), ("nbs/pde/03_fit.ipynb", "LOSSES"),
-    ("nbs/pde/05_cli.ipynb", "CLASSIC"),
-}
-
-
 def test_exported_cells_are_short():
     "No exported cell has more than 60 lines: a longer one is split, with an example and a test between the parts."
-    found = [c for c in long_cells.long_cells() if (c.notebook, c.name) not in LONG_CELLS_ALLOWED]
+    found = long_cells.long_cells()
     assert not found, "exported cells over 60 lines (split them):\n" + "\n".join(
         f"{c.notebook} cell {c.index} ({c.name}): {c.lines} lines" for c in found)
 

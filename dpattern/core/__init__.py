@@ -20,12 +20,12 @@ __all__ = ['Augmentation', 'random_shift', 'add_noise', 'disc_mask', 'disc_damag
            'model_family', 'model_class', 'model_skeleton', 'load_model', 'upgrade_arrays', 'Boundary', 'BOUNDARIES',
            'HALO', 'check_boundary', 'pad', 'stencil', 'apply_stencils', 'stencil_features', 'gradient', 'vector_norm',
            'gradient_norm', 'divergence', 'curl', 'laplacian', 'average', 'flux_diffusion', 'neighbourhood_max',
-           'MANIFEST', 'RUN_MARKERS', 'UsageError', 'prepare_out', 'to_jsonable', 'write_json', 'read_json',
-           'package_version', 'write_manifest', 'read_manifest', 'resume_config', 'write_gif', 'write_figure',
-           'array_bytes', 'available_memory', 'format_bytes', 'check_memory', 'data_mesh', 'replicated',
-           'batch_sharding', 'check_batch_size', 'put_replicated', 'constrain_batch', 'constrain_replicated', 'LATEST',
-           'BEST', 'Task', 'normalise_gradients', 'default_optimiser', 'TrainingDiverged', 'TrainResult',
-           'read_training_header', 'check_group_sizes', 'train']
+           'Discretisation', 'FivePoint', 'NinePoint', 'FourthOrder', 'Spectral', 'MANIFEST', 'RUN_MARKERS',
+           'UsageError', 'prepare_out', 'to_jsonable', 'write_json', 'read_json', 'package_version', 'write_manifest',
+           'read_manifest', 'resume_config', 'write_gif', 'write_figure', 'array_bytes', 'available_memory',
+           'format_bytes', 'check_memory', 'data_mesh', 'replicated', 'batch_sharding', 'check_batch_size',
+           'put_replicated', 'constrain_batch', 'constrain_replicated', 'LATEST', 'BEST', 'Task', 'normalise_gradients',
+           'default_optimiser', 'TrainingDiverged', 'TrainResult', 'read_training_header', 'check_group_sizes', 'train']
 
 # %% ../../nbs/core/index.ipynb #core0003
 from dpattern.core.augment import (
@@ -67,6 +67,7 @@ from dpattern.core.model import (
 from dpattern.core.operators import (
     Boundary, BOUNDARIES, HALO, check_boundary, pad, stencil, apply_stencils, stencil_features, gradient,
     vector_norm, gradient_norm, divergence, curl, laplacian, average, flux_diffusion, neighbourhood_max,
+    Discretisation, FivePoint, NinePoint, FourthOrder, Spectral,
 )
 from dpattern.core.run import (
     MANIFEST, RUN_MARKERS, UsageError, prepare_out, to_jsonable, write_json, read_json, package_version,
@@ -102,10 +103,11 @@ _all_ = [
     'model_class', 'model_skeleton', 'load_model', 'upgrade_arrays', 'Boundary', 'BOUNDARIES', 'HALO',
     'check_boundary', 'pad', 'stencil', 'apply_stencils', 'stencil_features', 'gradient', 'vector_norm',
     'gradient_norm', 'divergence', 'curl', 'laplacian', 'average', 'flux_diffusion', 'neighbourhood_max',
-    'MANIFEST', 'RUN_MARKERS', 'UsageError', 'prepare_out', 'to_jsonable', 'write_json', 'read_json',
-    'package_version', 'write_manifest', 'read_manifest', 'resume_config', 'write_gif', 'write_figure',
-    'array_bytes', 'available_memory', 'format_bytes', 'check_memory', 'data_mesh', 'replicated',
-    'batch_sharding', 'check_batch_size', 'put_replicated', 'constrain_batch', 'constrain_replicated', 'LATEST',
-    'BEST', 'Task', 'normalise_gradients', 'default_optimiser', 'TrainingDiverged', 'TrainResult',
-    'read_training_header', 'check_group_sizes', 'train',
+    'Discretisation', 'FivePoint', 'NinePoint', 'FourthOrder', 'Spectral', 'MANIFEST', 'RUN_MARKERS',
+    'UsageError', 'prepare_out', 'to_jsonable', 'write_json', 'read_json', 'package_version', 'write_manifest',
+    'read_manifest', 'resume_config', 'write_gif', 'write_figure', 'array_bytes', 'available_memory',
+    'format_bytes', 'check_memory', 'data_mesh', 'replicated', 'batch_sharding', 'check_batch_size',
+    'put_replicated', 'constrain_batch', 'constrain_replicated', 'LATEST', 'BEST', 'Task',
+    'normalise_gradients', 'default_optimiser', 'TrainingDiverged', 'TrainResult', 'read_training_header',
+    'check_group_sizes', 'train',
 ]
