@@ -5,6 +5,7 @@
 # %% ../../nbs/core/09_train.ipynb #c25fd339
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import math
@@ -24,7 +25,7 @@ import optax
 from .checkpoint import (CheckpointError, header_field, load_pytree, read_header,
                                       remove_stale_temporaries, save_pytree)
 from .logging import NullLogger, TensorBoardLogger
-from .model import Model, model_family, trainable_filter
+from .model import Model, encode_hyperparam, model_family, trainable_filter
 from .sharding import (check_batch_size, constrain_batch, constrain_replicated, data_mesh,
                                     put_replicated)
 _log = logging.getLogger("dpattern.train")
@@ -230,13 +231,32 @@ def _run_directory(out, resume: bool, overwrite: bool) -> Path | None:
                               f"overwrite=True to start afresh, or choose another directory")
     return out
 
+# %% ../../nbs/core/09_train.ipynb #f3c54032
+def _defaults(cls) -> dict:
+    "The encoded default of each constructor argument of a model class that has one."
+    ps = inspect.signature(cls.__init__).parameters.values()
+    return {p.name: encode_hyperparam(p.default, p.name) for p in ps if p.default is not inspect.Parameter.empty}
+
+
+def _same_model(saved: dict, model) -> bool:
+    """Whether a checkpoint's model entry `{"kind", "hyperparams"}` describes `model`. A hyperparameter that the
+    checkpoint predates (a constructor argument added later) counts as equal where `model` has its default."""
+    spec = _spec(model)
+    if not isinstance(saved, dict) or saved.get("kind") != spec["kind"]:
+        return False
+    old, new = saved.get("hyperparams") or {}, spec.get("hyperparams") or {}
+    if set(old) - set(new):
+        return False
+    defaults = _defaults(type(model)) if set(new) - set(old) else {}
+    return all(old[n] == v if n in old else (n in defaults and defaults[n] == v) for n, v in new.items())
+
 # %% ../../nbs/core/09_train.ipynb #558356b6
 def _resume(out: Path, model, key: jax.Array, opt_state, task_state) -> tuple[Any, Any, Any, dict]:
     """`(model, opt_state, task_state, run)` read from `out/checkpoint_latest.dpt`, where `run` is its checked
     training header (`read_training_header`); raises `CheckpointError` for another model or another seed."""
     header = read_header(out / LATEST)
     run = read_training_header(out / LATEST, header)
-    if run["model"] != _spec(model):
+    if not _same_model(run["model"], model):
         kind = str(run["model"].get("kind"))[:80]
         raise CheckpointError(f"{out / LATEST} was trained with a different model: {kind} of "
                               f"{model_family(kind)} {str(run['model'].get('hyperparams'))[:200]} "
