@@ -4,17 +4,19 @@
 
 # %% auto #0
 __all__ = ['Augmentation', 'random_shift', 'add_noise', 'disc_mask', 'disc_damage', 'random_crop', 'chain', 'per_sample',
-           'FixedChannels', 'apply_fixed', 'FORMAT', 'VERSION', 'MAX_BYTES', 'MAX_HEADER_BYTES', 'CheckpointError',
-           'WriteError', 'strict_json', 'atomic_write', 'remove_stale_temporaries', 'save_pytree', 'header_field',
-           'read_header', 'load_pytree', 'stored_arrays', 'IMAGE_NAMES', 'MODES', 'load_image', 'to_rgb',
-           'load_sequence', 'load_texture', 'add_hidden', 'stack_same_size', 'check_state', 'normalise', 'check_frames',
-           'check_times', 'check_environment', 'Trajectory', 'Group', 'stack_group', 'TrainingSet', 'read_npz_array',
-           'tiff_axes', 'write_tiff', 'threshold_mask', 'read_trajectory', 'read_training_set', 'initialize',
-           'is_main_process', 'space_mesh', 'shard_space', 'map_space', 'row_offset', 'cell_uniform',
-           'TensorBoardLogger', 'NullLogger', 'purge_events', 'l2', 'l1', 'rmse', 'sampled_l2', 'spectral',
-           'perception_features', 'gradient_l2', 'texture_features', 'sliced_wasserstein', 'texture', 'ACTIVATIONS',
-           'INITIALISERS', 'activation', 'dense', 'dense_leading', 'glorot_uniform', 'lecun_normal', 'apply_mlp', 'MLP',
-           'MAX_MODEL_BYTES', 'model_kind', 'is_trainable', 'trainable_filter', 'Model', 'Frozen', 'encode_hyperparam',
+           'roll_each', 'damage_last', 'teacher_force', 'unshift', 'TeacherForce', 'Shift', 'Noise', 'Damage', 'Crop',
+           'Pipeline', 'FixedChannels', 'apply_fixed', 'FORMAT', 'VERSION', 'MAX_BYTES', 'MAX_HEADER_BYTES',
+           'CheckpointError', 'WriteError', 'strict_json', 'atomic_write', 'remove_stale_temporaries', 'save_pytree',
+           'header_field', 'read_header', 'load_pytree', 'stored_arrays', 'IMAGE_NAMES', 'MODES', 'load_image',
+           'to_rgb', 'load_sequence', 'load_texture', 'add_hidden', 'stack_same_size', 'check_state', 'normalise',
+           'check_frames', 'check_times', 'check_environment', 'Trajectory', 'Group', 'stack_group', 'by_shape',
+           'short_labels', 'TrainingSet', 'read_npz_array', 'tiff_axes', 'write_tiff', 'threshold_mask',
+           'read_trajectory', 'read_training_set', 'initialize', 'is_main_process', 'space_mesh', 'shard_space',
+           'map_space', 'row_offset', 'cell_uniform', 'TensorBoardLogger', 'NullLogger', 'purge_events', 'LOSSES', 'l2',
+           'l1', 'rmse', 'sampled_l2', 'spectral', 'perception_features', 'gradient_l2', 'StateLoss', 'range_penalty',
+           'texture_features', 'sliced_wasserstein', 'texture', 'ACTIVATIONS', 'INITIALISERS', 'activation', 'dense',
+           'dense_leading', 'dense_rows', 'glorot_uniform', 'lecun_normal', 'apply_mlp', 'MLP', 'MAX_MODEL_BYTES',
+           'model_kind', 'is_trainable', 'trainable_filter', 'Model', 'Frozen', 'encode_hyperparam',
            'decode_hyperparam', 'model_family', 'model_class', 'model_skeleton', 'load_model', 'upgrade_arrays',
            'Boundary', 'BOUNDARIES', 'HALO', 'check_boundary', 'pad', 'stencil', 'apply_stencils', 'stencil_features',
            'gradient', 'vector_norm', 'gradient_norm', 'divergence', 'curl', 'laplacian', 'average', 'flux_diffusion',
@@ -23,11 +25,12 @@ __all__ = ['Augmentation', 'random_shift', 'add_noise', 'disc_mask', 'disc_damag
            'write_figure', 'array_bytes', 'available_memory', 'format_bytes', 'check_memory', 'data_mesh', 'replicated',
            'batch_sharding', 'check_batch_size', 'put_replicated', 'constrain_batch', 'constrain_replicated', 'LATEST',
            'BEST', 'Task', 'normalise_gradients', 'default_optimiser', 'TrainingDiverged', 'TrainResult',
-           'read_training_header', 'train']
+           'read_training_header', 'check_group_sizes', 'train']
 
 # %% ../../nbs/core/index.ipynb #core0003
 from dpattern.core.augment import (
-    Augmentation, random_shift, add_noise, disc_mask, disc_damage, random_crop, chain, per_sample,
+    Augmentation, random_shift, add_noise, disc_mask, disc_damage, random_crop, chain, per_sample, roll_each,
+    damage_last, teacher_force, unshift, TeacherForce, Shift, Noise, Damage, Crop, Pipeline,
 )
 from dpattern.core.boundary import (
     FixedChannels, apply_fixed,
@@ -41,8 +44,8 @@ from dpattern.core.data import (
     check_state, normalise,
 )
 from dpattern.core.dataset import (
-    check_frames, check_times, check_environment, Trajectory, Group, stack_group, TrainingSet, read_npz_array,
-    tiff_axes, write_tiff, threshold_mask, read_trajectory, read_training_set,
+    check_frames, check_times, check_environment, Trajectory, Group, stack_group, by_shape, short_labels,
+    TrainingSet, read_npz_array, tiff_axes, write_tiff, threshold_mask, read_trajectory, read_training_set,
 )
 from dpattern.core.distributed import (
     initialize, is_main_process, space_mesh, shard_space, map_space, row_offset, cell_uniform,
@@ -51,11 +54,12 @@ from dpattern.core.logging import (
     TensorBoardLogger, NullLogger, purge_events,
 )
 from dpattern.core.losses import (
-    l2, l1, rmse, sampled_l2, spectral, perception_features, gradient_l2, texture_features, sliced_wasserstein,
-    texture,
+    LOSSES, l2, l1, rmse, sampled_l2, spectral, perception_features, gradient_l2, StateLoss, range_penalty,
+    texture_features, sliced_wasserstein, texture,
 )
 from dpattern.core.mlp import (
-    ACTIVATIONS, INITIALISERS, activation, dense, dense_leading, glorot_uniform, lecun_normal, apply_mlp, MLP,
+    ACTIVATIONS, INITIALISERS, activation, dense, dense_leading, dense_rows, glorot_uniform, lecun_normal,
+    apply_mlp, MLP,
 )
 from dpattern.core.model import (
     MAX_MODEL_BYTES, model_kind, is_trainable, trainable_filter, Model, Frozen, encode_hyperparam,
@@ -76,29 +80,32 @@ from dpattern.core.sharding import (
 )
 from dpattern.core.train import (
     LATEST, BEST, Task, normalise_gradients, default_optimiser, TrainingDiverged, TrainResult,
-    read_training_header, train,
+    read_training_header, check_group_sizes, train,
 )
 
 _all_ = [
     'Augmentation', 'random_shift', 'add_noise', 'disc_mask', 'disc_damage', 'random_crop', 'chain',
-    'per_sample', 'FixedChannels', 'apply_fixed', 'FORMAT', 'VERSION', 'MAX_BYTES', 'MAX_HEADER_BYTES',
-    'CheckpointError', 'WriteError', 'strict_json', 'atomic_write', 'remove_stale_temporaries', 'save_pytree',
-    'header_field', 'read_header', 'load_pytree', 'stored_arrays', 'IMAGE_NAMES', 'MODES', 'load_image',
-    'to_rgb', 'load_sequence', 'load_texture', 'add_hidden', 'stack_same_size', 'check_state', 'normalise',
-    'check_frames', 'check_times', 'check_environment', 'Trajectory', 'Group', 'stack_group', 'TrainingSet',
-    'read_npz_array', 'tiff_axes', 'write_tiff', 'threshold_mask', 'read_trajectory', 'read_training_set',
-    'initialize', 'is_main_process', 'space_mesh', 'shard_space', 'map_space', 'row_offset', 'cell_uniform',
-    'TensorBoardLogger', 'NullLogger', 'purge_events', 'l2', 'l1', 'rmse', 'sampled_l2', 'spectral',
-    'perception_features', 'gradient_l2', 'texture_features', 'sliced_wasserstein', 'texture', 'ACTIVATIONS',
-    'INITIALISERS', 'activation', 'dense', 'dense_leading', 'glorot_uniform', 'lecun_normal', 'apply_mlp',
-    'MLP', 'MAX_MODEL_BYTES', 'model_kind', 'is_trainable', 'trainable_filter', 'Model', 'Frozen',
-    'encode_hyperparam', 'decode_hyperparam', 'model_family', 'model_class', 'model_skeleton', 'load_model',
-    'upgrade_arrays', 'Boundary', 'BOUNDARIES', 'HALO', 'check_boundary', 'pad', 'stencil', 'apply_stencils',
-    'stencil_features', 'gradient', 'vector_norm', 'gradient_norm', 'divergence', 'curl', 'laplacian',
-    'average', 'flux_diffusion', 'neighbourhood_max', 'MANIFEST', 'RUN_MARKERS', 'UsageError', 'prepare_out',
-    'to_jsonable', 'write_json', 'read_json', 'package_version', 'write_manifest', 'read_manifest',
-    'resume_config', 'write_gif', 'write_figure', 'array_bytes', 'available_memory', 'format_bytes',
-    'check_memory', 'data_mesh', 'replicated', 'batch_sharding', 'check_batch_size', 'put_replicated',
-    'constrain_batch', 'constrain_replicated', 'LATEST', 'BEST', 'Task', 'normalise_gradients',
-    'default_optimiser', 'TrainingDiverged', 'TrainResult', 'read_training_header', 'train',
+    'per_sample', 'roll_each', 'damage_last', 'teacher_force', 'unshift', 'TeacherForce', 'Shift', 'Noise',
+    'Damage', 'Crop', 'Pipeline', 'FixedChannels', 'apply_fixed', 'FORMAT', 'VERSION', 'MAX_BYTES',
+    'MAX_HEADER_BYTES', 'CheckpointError', 'WriteError', 'strict_json', 'atomic_write',
+    'remove_stale_temporaries', 'save_pytree', 'header_field', 'read_header', 'load_pytree', 'stored_arrays',
+    'IMAGE_NAMES', 'MODES', 'load_image', 'to_rgb', 'load_sequence', 'load_texture', 'add_hidden',
+    'stack_same_size', 'check_state', 'normalise', 'check_frames', 'check_times', 'check_environment',
+    'Trajectory', 'Group', 'stack_group', 'by_shape', 'short_labels', 'TrainingSet', 'read_npz_array',
+    'tiff_axes', 'write_tiff', 'threshold_mask', 'read_trajectory', 'read_training_set', 'initialize',
+    'is_main_process', 'space_mesh', 'shard_space', 'map_space', 'row_offset', 'cell_uniform',
+    'TensorBoardLogger', 'NullLogger', 'purge_events', 'LOSSES', 'l2', 'l1', 'rmse', 'sampled_l2', 'spectral',
+    'perception_features', 'gradient_l2', 'StateLoss', 'range_penalty', 'texture_features',
+    'sliced_wasserstein', 'texture', 'ACTIVATIONS', 'INITIALISERS', 'activation', 'dense', 'dense_leading',
+    'dense_rows', 'glorot_uniform', 'lecun_normal', 'apply_mlp', 'MLP', 'MAX_MODEL_BYTES', 'model_kind',
+    'is_trainable', 'trainable_filter', 'Model', 'Frozen', 'encode_hyperparam', 'decode_hyperparam',
+    'model_family', 'model_class', 'model_skeleton', 'load_model', 'upgrade_arrays', 'Boundary', 'BOUNDARIES',
+    'HALO', 'check_boundary', 'pad', 'stencil', 'apply_stencils', 'stencil_features', 'gradient', 'vector_norm',
+    'gradient_norm', 'divergence', 'curl', 'laplacian', 'average', 'flux_diffusion', 'neighbourhood_max',
+    'MANIFEST', 'RUN_MARKERS', 'UsageError', 'prepare_out', 'to_jsonable', 'write_json', 'read_json',
+    'package_version', 'write_manifest', 'read_manifest', 'resume_config', 'write_gif', 'write_figure',
+    'array_bytes', 'available_memory', 'format_bytes', 'check_memory', 'data_mesh', 'replicated',
+    'batch_sharding', 'check_batch_size', 'put_replicated', 'constrain_batch', 'constrain_replicated', 'LATEST',
+    'BEST', 'Task', 'normalise_gradients', 'default_optimiser', 'TrainingDiverged', 'TrainResult',
+    'read_training_header', 'check_group_sizes', 'train',
 ]

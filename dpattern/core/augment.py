@@ -5,8 +5,9 @@
 # %% ../../nbs/core/06_augment.ipynb #e148098a
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Sequence
+from typing import Callable, ClassVar, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -14,7 +15,9 @@ import jax.numpy as jnp
 Augmentation = Callable[[jax.Array, jax.Array], jax.Array]
 
 # %% auto #0
-__all__ = ['Augmentation', 'random_shift', 'add_noise', 'disc_mask', 'disc_damage', 'random_crop', 'chain', 'per_sample']
+__all__ = ['Augmentation', 'random_shift', 'add_noise', 'disc_mask', 'disc_damage', 'random_crop', 'chain', 'per_sample',
+           'roll_each', 'damage_last', 'teacher_force', 'unshift', 'TeacherForce', 'Shift', 'Noise', 'Damage', 'Crop',
+           'Pipeline']
 
 # %% ../../nbs/core/06_augment.ipynb #4cea8292
 def random_shift(x: jax.Array, key: jax.Array, max_shift: int = 4) -> jax.Array:
@@ -75,3 +78,119 @@ def per_sample(f: Augmentation) -> Augmentation:
     def apply(xs, key):
         return jax.vmap(f)(xs, jax.random.split(key, xs.shape[0]))
     return apply
+
+# %% ../../nbs/core/06_augment.ipynb #3f9d86eb
+def roll_each(x: jax.Array, shifts: jax.Array) -> jax.Array:
+    "Roll each sample `x[b]` periodically by `shifts[b] = (dy, dx)`."
+    return jax.vmap(lambda a, s: jnp.roll(a, (s[0], s[1]), axis=(-2, -1)))(x, shifts)
+
+
+def damage_last(x: jax.Array, key: jax.Array, n: int, radius=(0.1, 0.4), centre=(-0.5, 0.5)) -> jax.Array:
+    "Erase a random disc (all channels) in each of the last `n` samples of a batch."
+    if n == 0:
+        return x
+    return x.at[-n:].set(per_sample(partial(disc_damage, radius=radius, centre=centre))(x[-n:], key))
+
+
+def teacher_force(x: jax.Array, data: jax.Array, n: int) -> jax.Array:
+    "The first `n` samples of `x [B, C, H, W]` with their first `V` channels from `data [B, V, H, W]`."
+    v = data.shape[-3]
+    return x.at[:n, :v].set(data[:n]) if n else x
+
+
+def unshift(x: jax.Array, batch: dict) -> jax.Array:
+    "Undo a pipeline's `Shift` on states `x` that came from `batch` (unchanged if the batch was not shifted)."
+    return roll_each(x, -batch["shift"]) if "shift" in batch else x
+
+# %% ../../nbs/core/06_augment.ipynb #ea2df03f
+@dataclass(frozen=True)
+class TeacherForce:
+    "Visible channels of `x` from `batch['data']` (then dropped) in the first `round(blocks * fraction)` of `blocks` parts."
+    fraction: float = 0.5
+    blocks: int = 1
+    draws: ClassVar[bool] = False
+
+    def __call__(self, batch: dict, key=None) -> dict:
+        b = dict(batch)
+        data = b.pop("data")
+        n = round(self.blocks * self.fraction) * (data.shape[0] // self.blocks)
+        return {**b, "x": teacher_force(b["x"], data, n)}
+
+
+@dataclass(frozen=True)
+class Shift:
+    "Roll each sample of `keys` by one random offset in `[-max_shift, max_shift]`, kept in `batch['shift']`."
+    max_shift: int = 4
+    keys: tuple[str, ...] = ("x",)
+    draws: ClassVar[bool] = True
+
+    def __call__(self, batch: dict, key) -> dict:
+        s = jax.random.randint(key, (batch[self.keys[0]].shape[0], 2), -self.max_shift, self.max_shift + 1)
+        return {**batch, **{k: roll_each(batch[k], s) for k in self.keys}, "shift": s}
+
+
+@dataclass(frozen=True)
+class Noise:
+    "Blend the first `channels` channels of `batch[key]` (all if None) towards U(0, 1) by `amount`."
+    amount: float = 0.005
+    channels: int | None = None
+    key: str = "x"
+    draws: ClassVar[bool] = True
+
+    def __call__(self, batch: dict, key) -> dict:
+        if not self.amount:
+            return batch
+        chosen = None if self.channels is None else slice(0, self.channels)
+        return {**batch, self.key: add_noise(batch[self.key], key, self.amount, channels=chosen)}
+
+# %% ../../nbs/core/06_augment.ipynb #b563cb7d
+@dataclass(frozen=True)
+class Damage:
+    "Erase a random disc in each of the last `samples` samples of `batch[key]`."
+    samples: int = 1
+    radius: tuple[float, float] = (0.1, 0.4)
+    centre: tuple[float, float] = (-0.5, 0.5)
+    key: str = "x"
+    draws: ClassVar[bool] = True
+
+    def __call__(self, batch: dict, key) -> dict:
+        return {**batch, self.key: damage_last(batch[self.key], key, self.samples, self.radius, self.centre)}
+
+
+@dataclass(frozen=True)
+class Crop:
+    "A random `size x size` window of each sample, the same window for each of `keys`."
+    size: int = 32
+    keys: tuple[str, ...] = ("x",)
+    draws: ClassVar[bool] = True
+
+    def __call__(self, batch: dict, key) -> dict:
+        keys = jax.random.split(key, batch[self.keys[0]].shape[0])
+        crop = lambda a, k: random_crop(a, k, self.size)
+        return {**batch, **{n: jax.vmap(crop)(batch[n], keys) for n in self.keys}}
+
+
+class Pipeline:
+    "Batch steps applied in order; each step that draws gets its own sub-key (the key itself if only one draws)."
+
+    def __init__(self, *steps):
+        for s in steps:
+            if not callable(s) or not hasattr(s, "draws"):
+                raise TypeError(f"a pipeline step must be a batch step such as Shift or Noise, got {s!r}")
+        self.steps = tuple(steps)
+
+    def __call__(self, batch: dict, key: jax.Array) -> dict:
+        n = sum(s.draws for s in self.steps)
+        keys = iter([key] if n == 1 else list(jax.random.split(key, max(n, 1))))
+        for s in self.steps:
+            batch = s(batch, next(keys) if s.draws else None)
+        return batch
+
+    def __eq__(self, other):
+        return isinstance(other, Pipeline) and self.steps == other.steps
+
+    def __hash__(self):
+        return hash(self.steps)
+
+    def __repr__(self):
+        return f"Pipeline({', '.join(map(repr, self.steps))})"

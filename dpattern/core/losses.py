@@ -5,6 +5,8 @@
 # %% ../../nbs/core/04_losses.ipynb #7b6fc796
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,8 +14,8 @@ import numpy as np
 from .operators import Boundary, apply_stencils, stencil
 
 # %% auto #0
-__all__ = ['l2', 'l1', 'rmse', 'sampled_l2', 'spectral', 'perception_features', 'gradient_l2', 'texture_features',
-           'sliced_wasserstein', 'texture']
+__all__ = ['LOSSES', 'l2', 'l1', 'rmse', 'sampled_l2', 'spectral', 'perception_features', 'gradient_l2', 'StateLoss',
+           'range_penalty', 'texture_features', 'sliced_wasserstein', 'texture']
 
 # %% ../../nbs/core/04_losses.ipynb #4b539aa2
 _AXES = (-3, -2, -1)
@@ -71,6 +73,51 @@ def perception_features(x: jax.Array, boundary: Boundary = "periodic") -> jax.Ar
 def gradient_l2(x: jax.Array, y: jax.Array, weight: float = 0.1, boundary: Boundary = "periodic") -> jax.Array:
     "`l2(x, y)` plus `weight` times the `l2` of their perception features (matches edges, not just values)."
     return l2(x, y) + weight * l2(perception_features(x, boundary), perception_features(y, boundary))
+
+# %% ../../nbs/core/04_losses.ipynb #413b5809
+LOSSES = ("l2", "l1", "rmse", "spectral", "sampled", "gradient")
+
+
+@dataclass(frozen=True)
+class StateLoss:
+    "A per-sample loss between states `[..., C, H, W]`, chosen by name (one of `LOSSES`)."
+    kind: str = "l2"  # l2, l1, rmse, spectral, sampled (random pixels) or gradient (values + perception features)
+    pixels: int = 16  # sampled: pixels drawn per call
+    weight: float = 0.1  # gradient: weight of the perception features
+    boundary: Boundary = "periodic"  # gradient: what lies beyond the grid edge
+
+    def __post_init__(self):
+        if self.kind not in LOSSES:
+            raise ValueError(f"unknown loss {self.kind!r}; expected one of {', '.join(LOSSES)}")
+        if isinstance(self.pixels, bool) or not isinstance(self.pixels, int) or self.pixels < 1:
+            raise ValueError(f"pixels must be an integer >= 1, got {self.pixels!r}")
+        if not (isinstance(self.weight, (int, float)) and np.isfinite(self.weight) and self.weight >= 0):
+            raise ValueError(f"weight must be a finite number >= 0, got {self.weight!r}")
+
+    @property
+    def needs_key(self) -> bool:
+        "Whether the loss draws random numbers (then `__call__` needs a key)."
+        return self.kind == "sampled"
+
+    def __call__(self, x: jax.Array, y: jax.Array, key: jax.Array | None = None) -> jax.Array:
+        "The loss of `x` against `y` (same shapes), one value per leading index."
+        if self.kind == "sampled":
+            if key is None:
+                raise ValueError("the sampled loss draws its pixels from a key; pass key=")
+            if self.pixels > x.shape[-2] * x.shape[-1]:
+                raise ValueError(f"the sampled loss draws {self.pixels} pixels from a grid of only "
+                                 f"{x.shape[-2]}x{x.shape[-1]}")
+            return sampled_l2(x, y, key, self.pixels)
+        if self.kind == "gradient":
+            return gradient_l2(x, y, self.weight, self.boundary)
+        return {"l2": l2, "l1": l1, "rmse": rmse, "spectral": spectral}[self.kind](x, y)
+
+
+def range_penalty(x: jax.Array, low: float = 0.0, high: float = 1.0) -> jax.Array:
+    "Mean distance of `x [..., C, H, W]` outside `[low, high]`, one value per leading index (0 inside)."
+    if x.ndim < 3:
+        raise ValueError(f"range_penalty expects states [..., C, H, W], got shape {tuple(x.shape)}")
+    return jnp.mean(jax.nn.relu(x - high) + jax.nn.relu(low - x), axis=_AXES)
 
 # %% ../../nbs/core/04_losses.ipynb #f66d3229
 _TEXTURE_SCALES = (1, 2, 4, 8)

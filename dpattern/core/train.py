@@ -29,10 +29,9 @@ from .sharding import (check_batch_size, constrain_batch, constrain_replicated, 
                                     put_replicated)
 _log = logging.getLogger("dpattern.train")
 
-
 # %% auto #0
 __all__ = ['LATEST', 'BEST', 'Task', 'normalise_gradients', 'default_optimiser', 'TrainingDiverged', 'TrainResult',
-           'read_training_header', 'train']
+           'read_training_header', 'check_group_sizes', 'train']
 
 # %% ../../nbs/core/09_train.ipynb #c9d09f1f
 class Task(eqx.Module):
@@ -68,6 +67,11 @@ class Task(eqx.Module):
 
     def check(self, model) -> None:
         "Raise a clear error if `model` cannot be trained on this task (called before anything compiles)."
+
+    @property
+    def group_sizes(self) -> tuple[int, ...]:
+        "Leading sizes of the batch's groups (several when a batch holds samples of several grid sizes)."
+        return (self.batch_size,)
 
 # %% ../../nbs/core/09_train.ipynb #a16e5f6a
 def normalise_gradients(eps: float = 1e-8) -> optax.GradientTransformation:
@@ -162,7 +166,6 @@ def read_training_header(path: str | os.PathLike, header: dict | None = None) ->
             "losses": [math.nan if v is None else float(v) for v in losses],
             "evals": [(s, math.nan if v is None else float(v)) for s, v in evals], "model": model}
 
-
 # %% ../../nbs/core/09_train.ipynb #3a1f0c02
 def _warn(logger, step: int, message: str):
     "Report a failure that does not stop training: a Python warning, the `dpattern` log and the run's log."
@@ -192,7 +195,6 @@ def _log_point(task, callbacks, model, task_state, step, logger, key):
     except Exception as e:
         _warn(NullLogger(), step, f"writing the logs failed at step {step} ({type(e).__name__}: {e})")
 
-
 # %% ../../nbs/core/09_train.ipynb #abf5d392
 def _check_arguments(task, steps, diverge_factor, callbacks) -> None:
     "Refuse bad arguments of `train` (one clear error) before anything compiles."
@@ -205,6 +207,19 @@ def _check_arguments(task, steps, diverge_factor, callbacks) -> None:
     for cb in callbacks:
         if not callable(cb):
             raise TypeError(f"callbacks must be callables callback(model, step, logger, key), got {cb!r}")
+
+
+def check_group_sizes(task: Task, mesh) -> None:
+    "Raise a clear error unless every group of the task's batch splits evenly over the devices of `mesh`."
+    sizes = tuple(task.group_sizes)
+    for j, n in enumerate(sizes):
+        try:
+            check_batch_size(n, mesh)
+        except ValueError as e:
+            if len(sizes) == 1:
+                raise
+            raise ValueError(f"group {j} of the batch ({n} samples of one grid size; groups {list(sizes)}): "
+                             f"{e}") from None
 
 
 def _run_directory(out, resume: bool, overwrite: bool) -> Path | None:
@@ -329,6 +344,36 @@ def _close(bar, logger, start: int) -> None:
     except Exception as e:  # e.g. a full disk: the error that stopped training (if any) is the one to see
         _warn(NullLogger(), start, f"closing the TensorBoard log failed ({type(e).__name__}: {e})")
 
+# %% ../../nbs/core/09_train.ipynb #4b3b07ea
+def _start(model, task: Task, key, optimiser, out: Path | None, resume: bool, writer: bool, progress: bool):
+    "`(params, static, opt_state, task_state, run)` of a fresh or resumed run; `run` holds step, losses, evals, best."
+    params, static = eqx.partition(model, trainable_filter(model))
+    opt_state = optimiser.init(params)
+    task_state = task.init(jax.random.fold_in(key, 2**31 - 3))
+    run = {"step": 0, "losses": [], "evals": [], "best": math.inf}
+    if out is not None and writer:
+        remove_stale_temporaries(out)
+    if resume and out is not None and (out / LATEST).exists():
+        model, opt_state, task_state, run = _resume(out, model, key, opt_state, task_state)
+        params, static = eqx.partition(model, trainable_filter(model))
+        if progress:
+            print(f"resuming {out} at step {run['step']}")
+    return params, static, opt_state, task_state, run
+
+
+def _evaluator(task: Task, model, key) -> Callable | None:
+    "The jitted `task.evaluate`, or None if the task has no validation loss."
+    has_eval = jax.eval_shape(lambda m: task.evaluate(m, key), model) is not None
+    return eqx.filter_jit(lambda m, k: task.evaluate(m, k)) if has_eval else None
+
+
+def _record(i: int, loss: float, ok: bool, losses: list, recent: list, diverge_factor, out) -> float:
+    "Append the loss of step `i` to `losses` and `recent`, after checking that training has not diverged."
+    _check_diverged(i, loss, ok, losses, diverge_factor, out)
+    losses.append(loss)
+    recent.append(loss)
+    return loss
+
 # %% ../../nbs/core/09_train.ipynb #a1cc56d5
 def train(
     model,  # an Equinox module; its trainable arrays are optimised
@@ -352,25 +397,15 @@ def train(
     t0 = time.time()
     _check_arguments(task, steps, diverge_factor, callbacks)
     mesh = data_mesh(devices)
-    check_batch_size(task.batch_size, mesh)
+    check_group_sizes(task, mesh)
     task.check(model)
     writer = jax.process_index() == 0
     out = _run_directory(out, resume, overwrite)
     optimiser = optimiser or default_optimiser(steps)
     eval_every = eval_every or checkpoint_every
 
-    params, static = eqx.partition(model, trainable_filter(model))
-    opt_state = optimiser.init(params)
-    task_state = task.init(jax.random.fold_in(key, 2**31 - 3))
-    start, losses, evals, best = 0, [], [], math.inf
-    if out is not None and writer:
-        remove_stale_temporaries(out)
-    if resume and out is not None and (out / LATEST).exists():
-        model, opt_state, task_state, run = _resume(out, model, key, opt_state, task_state)
-        params, static = eqx.partition(model, trainable_filter(model))
-        start, losses, evals, best = run["step"], run["losses"], run["evals"], run["best"]
-        if progress:
-            print(f"resuming {out} at step {start}")
+    params, static, opt_state, task_state, run = _start(model, task, key, optimiser, out, resume, writer, progress)
+    start, losses, evals, best = run["step"], run["losses"], run["evals"], run["best"]
     if progress:
         print(_describe(model, params, task, mesh))
 
@@ -378,8 +413,7 @@ def train(
                                                                  mesh)
     step_fn = _train_step(optimiser, mesh)
     logger = TensorBoardLogger(out / "logs", purge_step=start) if (out is not None and writer) else NullLogger()
-    has_eval = jax.eval_shape(lambda m: task.evaluate(m, key), eqx.combine(params, static)) is not None
-    evaluate = eqx.filter_jit(lambda m, k: task.evaluate(m, k)) if has_eval else None
+    evaluate = _evaluator(task, eqx.combine(params, static), key)
     k_eval, k_log = jax.random.fold_in(key, 2**31 - 1), jax.random.fold_in(key, 2**31 - 2)
     bar = _progress_bar(steps, start) if progress else None
     recent = []
@@ -387,10 +421,7 @@ def train(
         for i in range(start, steps):
             params, opt_state, task_state, loss, ok = step_fn(params, opt_state, task_state, static, task, key,
                                                               jnp.int32(i))
-            loss = float(loss)
-            _check_diverged(i, loss, bool(ok), losses, diverge_factor, out)
-            losses.append(loss)
-            recent.append(loss)
+            loss = _record(i, float(loss), bool(ok), losses, recent, diverge_factor, out)
             _report_step(i, loss, logger, bar, on_step)
             done = i + 1
             if done % log_every == 0 or done == steps:

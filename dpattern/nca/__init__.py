@@ -4,14 +4,17 @@
 
 # %% auto #0
 __all__ = ['fast_rollout', 'GRADIENTS', 'seed_state', 'NCA', 'KERNELS', 'PERCEPTIONS', 'perception_kernels', 'perceive', 'TASKS',
-           'TASK_DEFAULTS', 'MAX_ROLLOUT_STEPS', 'TrainConfig', 'json_ready', 'config_from_dict', 'fit_window',
-           'grid_size', 'train_memory', 'check_train_memory', 'target_name', 'load_target', 'check_opaque',
-           'load_trajectory', 'build', 'nca_optimiser', 'check_devices', 'write_outputs', 'run_training',
-           'read_run_config', 'load_run_model', 'run_losses', 'RolloutConfig', 'run_rollout', 'pool_sample',
-           'rank_by_loss', 'reseed', 'damage_last', 'visible_l2', 'roll_each', 'check_channels', 'free_animation',
-           'Grow', 'Morph', 'noise_state', 'overflow', 'Texture', 'Imitate', 'UPDATES', 'MLPUpdate', 'GatedUpdate',
-           'gaussian_basis', 'KANUpdate', 'render', 'render_grid', 'upscale', 'gif_frames', 'save_gif', 'plot_hidden',
-           'kernel_weights', 'plot_weights', 'plot_losses', 'summary_figure', 'erase_disc', 'Regrow']
+           'TASK_DEFAULTS', 'SEQUENCE_SUFFIXES', 'MAX_ROLLOUT_STEPS', 'TrainConfig', 'check_config', 'json_ready',
+           'config_from_dict', 'fit_window', 'grid_size', 'train_memory', 'check_train_memory', 'target_name',
+           'load_target', 'check_opaque', 'is_sequence_file', 'load_trajectory', 'load_sequences', 'build',
+           'nca_optimiser', 'check_devices', 'write_outputs', 'trajectory_losses', 'run_training', 'read_run_config',
+           'load_run_model', 'run_losses', 'RolloutConfig', 'run_rollout', 'pool_sample', 'rank_by_loss', 'reseed',
+           'visible_l2', 'check_channels', 'free_animation', 'as_training_set', 'device_groups', 'members',
+           'sample_weights', 'group_key', 'with_environment', 'score_states', 'Grow', 'morph_starts', 'morph_ends',
+           'Morph', 'noise_state', 'overflow', 'Texture', 'imitate_windows', 'Imitate', 'UPDATES', 'TwoLayerUpdate',
+           'MLPUpdate', 'GatedUpdate', 'gaussian_basis', 'KANUpdate', 'render', 'render_grid', 'upscale', 'gif_frames',
+           'save_gif', 'plot_hidden', 'kernel_weights', 'plot_weights', 'plot_losses', 'summary_figure', 'erase_disc',
+           'Regrow']
 
 # %% ../../nbs/nca/index.ipynb #nca0003
 from dpattern.nca.fast_gradient import (
@@ -24,17 +27,19 @@ from dpattern.nca.perception import (
     KERNELS, PERCEPTIONS, perception_kernels, perceive,
 )
 from dpattern.nca.runs import (
-    TASKS, TASK_DEFAULTS, MAX_ROLLOUT_STEPS, TrainConfig, json_ready, config_from_dict, fit_window, grid_size,
-    train_memory, check_train_memory, target_name, load_target, check_opaque, load_trajectory, build,
-    nca_optimiser, check_devices, write_outputs, run_training, read_run_config, load_run_model, run_losses,
-    RolloutConfig, run_rollout,
+    TASKS, TASK_DEFAULTS, SEQUENCE_SUFFIXES, MAX_ROLLOUT_STEPS, TrainConfig, check_config, json_ready,
+    config_from_dict, fit_window, grid_size, train_memory, check_train_memory, target_name, load_target,
+    check_opaque, is_sequence_file, load_trajectory, load_sequences, build, nca_optimiser, check_devices,
+    write_outputs, trajectory_losses, run_training, read_run_config, load_run_model, run_losses, RolloutConfig,
+    run_rollout,
 )
 from dpattern.nca.tasks import (
-    pool_sample, rank_by_loss, reseed, damage_last, visible_l2, roll_each, check_channels, free_animation,
-    Grow, Morph, noise_state, overflow, Texture, Imitate,
+    pool_sample, rank_by_loss, reseed, visible_l2, check_channels, free_animation, as_training_set,
+    device_groups, members, sample_weights, group_key, with_environment, score_states, Grow, morph_starts,
+    morph_ends, Morph, noise_state, overflow, Texture, imitate_windows, Imitate,
 )
 from dpattern.nca.update import (
-    UPDATES, MLPUpdate, GatedUpdate, gaussian_basis, KANUpdate,
+    UPDATES, TwoLayerUpdate, MLPUpdate, GatedUpdate, gaussian_basis, KANUpdate,
 )
 from dpattern.nca.visualise import (
     render, render_grid, upscale, gif_frames, save_gif, plot_hidden, kernel_weights, plot_weights, plot_losses,
@@ -43,12 +48,15 @@ from dpattern.nca.visualise import (
 
 _all_ = [
     'fast_rollout', 'GRADIENTS', 'seed_state', 'NCA', 'KERNELS', 'PERCEPTIONS', 'perception_kernels',
-    'perceive', 'TASKS', 'TASK_DEFAULTS', 'MAX_ROLLOUT_STEPS', 'TrainConfig', 'json_ready', 'config_from_dict',
-    'fit_window', 'grid_size', 'train_memory', 'check_train_memory', 'target_name', 'load_target',
-    'check_opaque', 'load_trajectory', 'build', 'nca_optimiser', 'check_devices', 'write_outputs',
+    'perceive', 'TASKS', 'TASK_DEFAULTS', 'SEQUENCE_SUFFIXES', 'MAX_ROLLOUT_STEPS', 'TrainConfig',
+    'check_config', 'json_ready', 'config_from_dict', 'fit_window', 'grid_size', 'train_memory',
+    'check_train_memory', 'target_name', 'load_target', 'check_opaque', 'is_sequence_file', 'load_trajectory',
+    'load_sequences', 'build', 'nca_optimiser', 'check_devices', 'write_outputs', 'trajectory_losses',
     'run_training', 'read_run_config', 'load_run_model', 'run_losses', 'RolloutConfig', 'run_rollout',
-    'pool_sample', 'rank_by_loss', 'reseed', 'damage_last', 'visible_l2', 'roll_each', 'check_channels',
-    'free_animation', 'Grow', 'Morph', 'noise_state', 'overflow', 'Texture', 'Imitate', 'UPDATES', 'MLPUpdate',
-    'GatedUpdate', 'gaussian_basis', 'KANUpdate', 'render', 'render_grid', 'upscale', 'gif_frames', 'save_gif',
-    'plot_hidden', 'kernel_weights', 'plot_weights', 'plot_losses', 'summary_figure', 'erase_disc', 'Regrow',
+    'pool_sample', 'rank_by_loss', 'reseed', 'visible_l2', 'check_channels', 'free_animation',
+    'as_training_set', 'device_groups', 'members', 'sample_weights', 'group_key', 'with_environment',
+    'score_states', 'Grow', 'morph_starts', 'morph_ends', 'Morph', 'noise_state', 'overflow', 'Texture',
+    'imitate_windows', 'Imitate', 'UPDATES', 'TwoLayerUpdate', 'MLPUpdate', 'GatedUpdate', 'gaussian_basis',
+    'KANUpdate', 'render', 'render_grid', 'upscale', 'gif_frames', 'save_gif', 'plot_hidden', 'kernel_weights',
+    'plot_weights', 'plot_losses', 'summary_figure', 'erase_disc', 'Regrow',
 ]

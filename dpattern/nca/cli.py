@@ -13,15 +13,16 @@ from ..cli import (add_batch_option, add_lr_option, add_training_options, nonneg
                           nonnegative_int, positive_float, positive_int, probability)
 
 # %% auto #0
-__all__ = ['TASKS', 'DEFAULT_ITERS', 'given_settings', 'default_out', 'train_config', 'pde_target', 'train_command',
+__all__ = ['TASKS', 'DEFAULT_ITERS', 'LOSSES', 'given_settings', 'default_out', 'train_config', 'pde_target', 'train_command',
            'rollout_command', 'add_commands']
 
 # %% ../../nbs/nca/07_cli.ipynb #68bca18a
 TASKS = ("grow", "morph", "texture", "imitate")   # dpattern.nca.runs.TASKS, here so that `--help` needs no JAX
 DEFAULT_ITERS = {"grow": 1600, "morph": 1000, "texture": 600, "imitate": 300}
+LOSSES = ("l2", "l1", "rmse", "spectral", "sampled", "gradient")  # dpattern.core.losses.LOSSES, likewise
 _SETTINGS = ("task", "target", "size", "pad", "channels", "hidden", "batch_size", "steps", "window", "pool_size",
              "warmup", "damage", "horizon", "frames", "t_end", "lr", "fire_rate", "perception", "update", "iters",
-             "seed")
+             "seed", "restart", "loss", "range_penalty", "data_channels", "mask_threshold", "mask_channel")
 
 
 def given_settings(args: argparse.Namespace) -> dict:
@@ -34,8 +35,9 @@ def given_settings(args: argparse.Namespace) -> dict:
             raise UsageError(f"--steps takes one number N or a range LOW HIGH, got {len(steps)} numbers "
                              f"({' '.join(map(str, steps))})")
         given["steps"] = steps * 2 if len(steps) == 1 else steps
-    if "target" in given:
-        given["target"] = tuple(given["target"])
+    for k in ("target", "data_channels"):
+        if k in given:
+            given[k] = tuple(given[k])
     return given
 
 
@@ -71,7 +73,8 @@ def train_config(args: argparse.Namespace, out: Path):
 
 def pde_target(config):
     "For `--task imitate` with a PDE model's name as the target: its simulated trajectory `(u, boundary)`; else `None`."
-    if config.task != "imitate" or config.target[0].endswith(".npz"):
+    if config.task != "imitate" or len(config.target) > 1 or Path(config.target[0]).suffix.lower() in (
+            ".npz", ".tif", ".tiff"):
         return None
     from dpattern.inspect.nca import pde_trajectory
     return pde_trajectory(config.target[0], config.size, config.t_end, config.frames, config.seed)
@@ -90,6 +93,7 @@ def train_command(args) -> int:
     runs.check_train_memory(config)
     runs.check_devices(args.devices, config.batch_size)
     model, task = runs.build(config, pde_target(config))
+    runs.check_devices(args.devices, task.group_sizes)
     prepare_out(out, resume=args.resume, overwrite=args.overwrite, markers=(MANIFEST, LATEST, "model.dpt"))
     if args.resume and (out / LATEST).exists():
         print(f"resuming {out} at step {read_header(out / LATEST).get('step')} with the settings in its {MANIFEST}")
@@ -114,6 +118,22 @@ def rollout_command(args) -> int:
     print(f"animation: {paths['gif']}")
     return 0
 
+# %% ../../nbs/nca/07_cli.ipynb #df6494c3
+def _add_data_options(p) -> None:
+    "The loss and data options of `dpattern nca train` (morph and imitate)."
+    p.add_argument("--loss", choices=LOSSES, help="morph, imitate: the loss on the visible channels (default l2)")
+    p.add_argument("--range-penalty", type=nonnegative_float, dest="range_penalty", metavar="W",
+                   help="morph, imitate: add W times the mean distance of visible channels outside [0, 1]")
+    p.add_argument("--restart", type=probability, help="imitate: probability that a sample's window starts from "
+                   "the data again instead of from the model's own previous state (default 1: always)")
+    p.add_argument("--data-channels", type=nonnegative_int, nargs="+", dest="data_channels", metavar="C",
+                   help="morph, imitate target files: the channels to keep (default: all)")
+    p.add_argument("--mask-threshold", type=float, dest="mask_threshold", metavar="X",
+                   help="morph, imitate target files: add a mask (an environment channel held fixed) where the "
+                        "mask channel exceeds X in any frame")
+    p.add_argument("--mask-channel", type=nonnegative_int, dest="mask_channel", metavar="C",
+                   help="the file's channel the mask comes from (default: the first kept channel)")
+
 # %% ../../nbs/nca/07_cli.ipynb #a19c235c
 def add_commands(subparsers) -> None:
     "Add `dpattern nca train` and `dpattern nca rollout`."
@@ -124,8 +144,10 @@ def add_commands(subparsers) -> None:
                        description="Train an NCA to grow an image, morph through images, or make a texture.")
     p.add_argument("--task", choices=TASKS, default=None, help="what to learn (default grow)")
     p.add_argument("--target", nargs="+", metavar="NAME_OR_PATH",
-                   help="image name, image file or .npy array [C,H,W]; several for --task morph; for --task imitate "
-                        "a trajectory.npz of `dpattern pde simulate` or a PDE model name "
+                   help="image name, image file or .npy array [C,H,W]; for --task morph several images (one "
+                        "sequence) or sequence files (.npz trajectories, TIFF stacks: one sequence each, of any "
+                        "sizes); for --task imitate trajectory .npz files of `dpattern pde simulate` or TIFF "
+                        "stacks (several, of any sizes), or a PDE model name "
                         "(defaults: logo; horse logo horse; brick; gray-scott)")
     p.add_argument("--size", type=positive_int, help="target size in pixels (texture: grid size)")
     p.add_argument("--pad", type=nonnegative_int, help="empty margin around the target in pixels")
@@ -149,6 +171,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("--frames", type=positive_int, help="imitate, PDE model name as target: frames to simulate (default 21)")
     p.add_argument("--t-end", type=positive_float, dest="t_end",
                    help="imitate, PDE model name as target: simulated time (default 400 for gray-scott)")
+    _add_data_options(p)
     add_lr_option(p, help="peak learning rate (default 5e-3 for grow)")
     add_training_options(p, iters=None, out_help="run directory (default runs/<task>-<target>)")
     p.set_defaults(seed=None)          # not given: the default (0) for a new run, the run's own for --resume

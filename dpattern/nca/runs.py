@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -20,6 +19,8 @@ from PIL import Image
 
 from ..core.checkpoint import read_header
 from ..core.data import check_state, load_image, load_texture, stack_same_size
+from ..core.dataset import TrainingSet, read_trajectory, read_training_set
+from ..core.losses import LOSSES, StateLoss
 from ..core.model import load_model
 from ..core.run import (MANIFEST, UsageError, array_bytes, check_memory, prepare_out, read_json,
                                read_manifest, write_figure, write_json, write_manifest)
@@ -30,10 +31,11 @@ from .tasks import Grow, Imitate, Morph, Texture, check_channels
 from .visualise import save_gif, summary_figure
 
 # %% auto #0
-__all__ = ['TASKS', 'TASK_DEFAULTS', 'MAX_ROLLOUT_STEPS', 'TrainConfig', 'json_ready', 'config_from_dict', 'fit_window',
-           'grid_size', 'train_memory', 'check_train_memory', 'target_name', 'load_target', 'check_opaque',
-           'load_trajectory', 'build', 'nca_optimiser', 'check_devices', 'write_outputs', 'run_training',
-           'read_run_config', 'load_run_model', 'run_losses', 'RolloutConfig', 'run_rollout']
+__all__ = ['TASKS', 'TASK_DEFAULTS', 'SEQUENCE_SUFFIXES', 'MAX_ROLLOUT_STEPS', 'TrainConfig', 'check_config', 'json_ready',
+           'config_from_dict', 'fit_window', 'grid_size', 'train_memory', 'check_train_memory', 'target_name',
+           'load_target', 'check_opaque', 'is_sequence_file', 'load_trajectory', 'load_sequences', 'build',
+           'nca_optimiser', 'check_devices', 'write_outputs', 'trajectory_losses', 'run_training', 'read_run_config',
+           'load_run_model', 'run_losses', 'RolloutConfig', 'run_rollout']
 
 # %% ../../nbs/nca/06_runs.ipynb #01a36946
 TASKS = ("grow", "morph", "texture", "imitate")
@@ -106,6 +108,12 @@ class TrainConfig:
     t_end: float | None = 400.0           # imitate, PDE name: simulated time (None: the model's own)
     frames: int = 21                      # imitate, PDE name: frames to simulate
     horizon: int = 6                      # imitate: frame intervals scored per sample
+    restart: float = 1.0                  # imitate: probability that a window starts from the data again
+    loss: str = "l2"                      # morph, imitate: the loss (one of LOSSES)
+    range_penalty: float = 0.0            # morph, imitate: weight of the penalty on visible channels outside [0, 1]
+    data_channels: tuple[int, ...] | None = None  # morph, imitate files: the channels to keep (None: all)
+    mask_threshold: float | None = None   # morph, imitate files: a mask environment where a channel exceeds this
+    mask_channel: int | None = None       # the file's channel the mask comes from (default: the first kept)
     seed: int = 0                         # random seed
 
     @classmethod
@@ -121,31 +129,47 @@ class TrainConfig:
 
     def check(self, where: str | None = None) -> "TrainConfig":
         "Validate types and ranges (a `UsageError` naming the flag, or the key of the file `where`); return self."
-        if self.task not in TASKS:
-            raise UsageError(f"{_flag('task', where)} {self.task!r}: expected one of {', '.join(TASKS)}")
-        if not (isinstance(self.target, tuple) and self.target and all(isinstance(t, str) and t for t in self.target)):
-            raise UsageError(f"{_flag('target', where)} {self.target!r}: expected one or more names or paths")
-        for name, low in [("size", 1), ("pad", 0), ("hidden", 1), ("batch_size", 1), ("window", 1), ("pool_size", 0),
-                          ("reseed", 0), ("damage", 0), ("iters", 0), ("max_shift", 0), ("frames", 2),
-                          ("horizon", 1)]:
-            _need_int(self, name, low, where)
-        if self.channels is not None:
-            _need_int(self, "channels", 1, where)
-        s = self.steps
-        if not (isinstance(s, tuple) and len(s) == 2 and all(isinstance(v, (int, np.integer)) and
-                                                             not isinstance(v, bool) for v in s) and 1 <= s[0] <= s[1]):
-            raise UsageError(f"{_flag('steps', where)} {list(s) if isinstance(s, tuple) else s!r}: expected one "
-                             f"number of steps N >= 1 or a range LOW HIGH with 1 <= LOW <= HIGH")
-        _need_float(self, "lr", where, low=0, strict=True)
-        _need_float(self, "fire_rate", where, low=0, high=1, strict=True)
-        _need_float(self, "warmup", where, low=0)
-        _need_float(self, "teacher", where, low=0, high=1)
-        _need_float(self, "alive_threshold", where, none=True)
-        _need_float(self, "t_end", where, low=0, strict=True, none=True)
-        if not isinstance(self.update, str) or not (isinstance(self.perception, str) or (
-                isinstance(self.perception, tuple) and all(isinstance(p, str) for p in self.perception))):
-            raise UsageError(f"{_flag('perception', where)} / {_flag('update', where)}: expected names")
+        check_config(self, where)
         return self
+
+# %% ../../nbs/nca/06_runs.ipynb #21f04b7a
+def check_config(c: TrainConfig, where: str | None = None) -> None:
+    "A `UsageError` naming the flag (or the key of the file `where`) for the first bad setting of `c`."
+    if c.task not in TASKS:
+        raise UsageError(f"{_flag('task', where)} {c.task!r}: expected one of {', '.join(TASKS)}")
+    if not (isinstance(c.target, tuple) and c.target and all(isinstance(t, str) and t for t in c.target)):
+        raise UsageError(f"{_flag('target', where)} {c.target!r}: expected one or more names or paths")
+    for name, low in [("size", 1), ("pad", 0), ("hidden", 1), ("batch_size", 1), ("window", 1), ("pool_size", 0),
+                      ("reseed", 0), ("damage", 0), ("iters", 0), ("max_shift", 0), ("frames", 2),
+                      ("horizon", 1)]:
+        _need_int(c, name, low, where)
+    if c.channels is not None:
+        _need_int(c, "channels", 1, where)
+    s = c.steps
+    if not (isinstance(s, tuple) and len(s) == 2 and all(isinstance(v, (int, np.integer)) and
+                                                         not isinstance(v, bool) for v in s) and 1 <= s[0] <= s[1]):
+        raise UsageError(f"{_flag('steps', where)} {list(s) if isinstance(s, tuple) else s!r}: expected one "
+                         f"number of steps N >= 1 or a range LOW HIGH with 1 <= LOW <= HIGH")
+    _need_float(c, "lr", where, low=0, strict=True)
+    _need_float(c, "fire_rate", where, low=0, high=1, strict=True)
+    _need_float(c, "warmup", where, low=0)
+    _need_float(c, "teacher", where, low=0, high=1)
+    _need_float(c, "alive_threshold", where, none=True)
+    _need_float(c, "t_end", where, low=0, strict=True, none=True)
+    if not isinstance(c.update, str) or not (isinstance(c.perception, str) or (
+            isinstance(c.perception, tuple) and all(isinstance(p, str) for p in c.perception))):
+        raise UsageError(f"{_flag('perception', where)} / {_flag('update', where)}: expected names")
+    _need_float(c, "restart", where, low=0, high=1)
+    _need_float(c, "range_penalty", where, low=0)
+    _need_float(c, "mask_threshold", where, none=True)
+    if c.mask_channel is not None:
+        _need_int(c, "mask_channel", 0, where)
+    if c.loss not in LOSSES:
+        raise UsageError(f"{_flag('loss', where)} {c.loss!r}: expected one of {', '.join(LOSSES)}")
+    d = c.data_channels
+    if d is not None and not (isinstance(d, tuple) and d and all(isinstance(v, (int, np.integer)) and
+                                                              not isinstance(v, bool) and v >= 0 for v in d)):
+        raise UsageError(f"{_flag('data_channels', where)} {d!r}: expected one or more channel numbers >= 0")
 
 # %% ../../nbs/nca/06_runs.ipynb #7163e18a
 def json_ready(obj):
@@ -268,29 +292,12 @@ def check_opaque(target: np.ndarray, name) -> None:
                          f"nothing to grow; use an image with opaque pixels")
 
 # %% ../../nbs/nca/06_runs.ipynb #11df5896
-def _npz_member(path: Path, name: str, max_bytes: int) -> np.ndarray:
-    "The array `name` of the `.npz` file `path`, its header checked (shape, dtype, size) before it is read."
-    try:
-        with zipfile.ZipFile(path) as z:
-            members = [n[:-4] for n in z.namelist() if n.endswith(".npy")]
-            if name not in members:
-                raise UsageError(f"{path} holds no array {name!r} [T, C, H, W] (it has {', '.join(members) or 'none'}); "
-                                 f"write one with `dpattern pde simulate`")
-            with z.open(f"{name}.npy") as f:
-                version = np.lib.format.read_magic(f)
-                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                shape, fortran, dtype = read(f)
-                if dtype.hasobject or dtype.kind not in "fiu":
-                    raise UsageError(f"{path}: array {name!r} has dtype {dtype}, expected real numbers")
-                if array_bytes(shape, dtype) > max_bytes:
-                    raise UsageError(f"{path}: array {name!r} claims shape {list(shape)}, "
-                                     f"{array_bytes(shape, dtype)} bytes, more than the limit of {max_bytes}")
-            with z.open(f"{name}.npy") as f:
-                return np.lib.format.read_array(f, allow_pickle=False)
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
-        if isinstance(e, UsageError):
-            raise
-        raise UsageError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
+SEQUENCE_SUFFIXES = (".npz", ".tif", ".tiff")  # files that hold a whole sequence (one trajectory each)
+
+
+def is_sequence_file(target: str) -> bool:
+    "Whether `target` names a sequence file (a `.npz` trajectory or a TIFF stack) rather than an image."
+    return Path(str(target)).suffix.lower() in SEQUENCE_SUFFIXES
 
 
 def load_trajectory(source, max_bytes: int = 4 << 30) -> tuple[np.ndarray, str]:
@@ -300,61 +307,93 @@ def load_trajectory(source, max_bytes: int = 4 << 30) -> tuple[np.ndarray, str]:
         raise UsageError(f"trajectory {source}: expected a .npz file of `dpattern pde simulate`")
     if not path.is_file():
         raise UsageError(f"trajectory file {source} does not exist")
-    u = _npz_member(path, "u", max_bytes)
-    return check_state(u, f"trajectory {source}", ndim=4), "periodic"
+    try:
+        return read_trajectory(path, max_bytes=max_bytes).frames, "periodic"
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def load_sequences(config: TrainConfig) -> TrainingSet:
+    """The training set of a morph or imitate run whose targets are sequence files, one trajectory each
+    (channels and mask as `--data-channels`, `--mask-threshold`, `--mask-channel` say), checked up front."""
+    try:
+        return read_training_set(list(config.target), min_frames=2, channels=config.data_channels,
+                                 mask_threshold=config.mask_threshold, mask_channel=config.mask_channel)
+    except ValueError as e:
+        raise UsageError(f"--target: {e}") from None
 
 # %% ../../nbs/nca/06_runs.ipynb #36eb3d63
-def build(config: TrainConfig | dict, trajectory: tuple[np.ndarray, str] | None = None):
-    """The model and task of a run from its settings (a `TrainConfig`, or a saved dict); every check happens
-    here, before anything is written. `trajectory = (u [T, C, H, W], boundary)` is the data of `--task imitate`
-    (default: read from the target `.npz`)."""
-    c = (config if isinstance(config, TrainConfig) else config_from_dict(config)).check()
-    key = jax.random.fold_in(jax.random.key(c.seed), 1)
-    if c.task == "imitate":
-        if len(c.target) != 1:
-            raise UsageError(f"--task imitate takes one --target, got {len(c.target)}")
-        if trajectory is None:
-            if not c.target[0].endswith(".npz"):
-                raise UsageError(f"--target {c.target[0]}: a PDE model's trajectory must be simulated first "
-                                 f"(`dpattern nca train` does so); pass trajectory=(u, boundary) or a .npz file")
-            trajectory = load_trajectory(c.target[0])
-        data, boundary = trajectory
-        channels = c.channels or data.shape[1]
-        task = Imitate(data, channels, c.batch_size, c.steps[-1], c.horizon)
-        model = NCA(channels, _perception(c), c.update, c.hidden, c.fire_rate, c.alive_threshold,
-                    visible=data.shape[1], boundary=boundary, key=key)
-        task.check(model)
-        return model, task
-    targets = [load_target(t, c.task, c.size, c.pad) for t in c.target]
-    if c.task in ("grow", "morph"):
-        for t, a in zip(c.target, targets):
-            check_opaque(a, t)
-    if c.task == "morph":
-        if len(targets) < 2:
-            raise UsageError("--task morph needs at least two --target images (a sequence A B [C ...])")
-        data = stack_same_size(targets, "morph targets")
-    else:
-        if len(targets) != 1:
-            raise UsageError(f"--task {c.task} takes one --target, got {len(targets)}")
-        data = targets[0]
-    visible = data.shape[-3]
-    check_channels(c.channels, visible)
-    if c.task == "grow":
-        warmup = c.warmup if c.warmup >= 1 else round(c.warmup * c.iters)
-        task = Grow(data, c.channels, c.batch_size, c.pool_size, c.steps, c.damage,
-                    window=c.window, reseed=c.reseed, warmup=warmup)
-    elif c.task == "morph":
-        task = Morph(data, c.channels, c.batch_size, c.steps[-1], c.teacher, c.max_shift)
-    else:
-        task = Texture(data, c.channels, c.size, c.batch_size, c.pool_size, c.steps)
-    model = NCA(c.channels, _perception(c), c.update, c.hidden, c.fire_rate, c.alive_threshold,
-                visible=visible, key=key)
-    task.check(model)
-    return model, task
+def _nca(c: TrainConfig, task, key, boundary: str = "periodic") -> NCA:
+    "The NCA of a run of `c` for `task` (its channels, visible channels and environment channels)."
+    channels = getattr(task, "channels", c.channels)
+    return NCA(channels, _perception(c), c.update, c.hidden, c.fire_rate, c.alive_threshold, visible=task.visible,
+               boundary=boundary, fixed=getattr(task, "fixed_channels", None), key=key)
 
 
 def _perception(c: TrainConfig):
     return list(c.perception) if isinstance(c.perception, tuple) else c.perception
+
+
+def _imitate_data(c: TrainConfig, trajectory) -> tuple:
+    "`(data, boundary)` of an imitate run: the given trajectory, or the training set of its target files."
+    if trajectory is not None:
+        return trajectory
+    bad = [t for t in c.target if not is_sequence_file(t)]
+    if bad:
+        raise UsageError(f"--target {bad[0]}: a PDE model's trajectory must be simulated first (`dpattern nca "
+                         f"train` does so); pass trajectory=(u, boundary), or .npz trajectories / TIFF stacks")
+    return load_sequences(c), "periodic"
+
+
+def _morph_data(c: TrainConfig):
+    "The sequences of a morph run: images (the frames of one sequence) or sequence files (one sequence each)."
+    files = [is_sequence_file(t) for t in c.target]
+    if any(files):
+        if not all(files):
+            raise UsageError("--target: give either images (the frames of one sequence) or sequence files "
+                             "(.npz trajectories, TIFF stacks: one sequence each), not both")
+        return load_sequences(c)
+    targets = [load_target(t, c.task, c.size, c.pad) for t in c.target]
+    for t, a in zip(c.target, targets):
+        check_opaque(a, t)
+    if len(targets) < 2:
+        raise UsageError("--task morph needs at least two --target images (a sequence A B [C ...]) or sequence files")
+    return stack_same_size(targets, "morph targets")
+
+# %% ../../nbs/nca/06_runs.ipynb #0aa5c5bd
+def build(config: TrainConfig | dict, trajectory: tuple[np.ndarray, str] | None = None):
+    """The model and task of a run from its settings (a `TrainConfig`, or a saved dict); every check happens
+    here, before anything is written. `trajectory = (u [T, C, H, W], boundary)` is the data of `--task imitate`
+    (default: read from the target files)."""
+    c = (config if isinstance(config, TrainConfig) else config_from_dict(config)).check()
+    key = jax.random.fold_in(jax.random.key(c.seed), 1)
+    options = dict(loss=StateLoss(c.loss), range_penalty=c.range_penalty)
+    if c.task == "imitate":
+        data, boundary = _imitate_data(c, trajectory)
+        task = Imitate(data, c.channels, c.batch_size, c.steps[-1], c.horizon, restart=c.restart, **options)
+        model = _nca(c, task, key, boundary)
+    elif c.task == "morph":
+        task = Morph(_morph_data(c), c.channels, c.batch_size, c.steps[-1], c.teacher, c.max_shift, **options)
+        model = _nca(c, task, key)
+    else:
+        if c.loss != "l2" or c.range_penalty or c.data_channels or c.mask_threshold is not None:
+            raise UsageError(f"--loss, --range-penalty, --data-channels and --mask-threshold apply to --task morph "
+                             f"and imitate, not to {c.task}")
+        targets = [load_target(t, c.task, c.size, c.pad) for t in c.target]
+        if len(targets) != 1:
+            raise UsageError(f"--task {c.task} takes one --target, got {len(targets)}")
+        if c.task == "grow":
+            check_opaque(targets[0], c.target[0])
+        check_channels(c.channels, targets[0].shape[-3])
+        if c.task == "grow":
+            warmup = c.warmup if c.warmup >= 1 else round(c.warmup * c.iters)
+            task = Grow(targets[0], c.channels, c.batch_size, c.pool_size, c.steps, c.damage,
+                        window=c.window, reseed=c.reseed, warmup=warmup)
+        else:
+            task = Texture(targets[0], c.channels, c.size, c.batch_size, c.pool_size, c.steps)
+        model = _nca(c, task, key)
+    task.check(model)
+    return model, task
 
 # %% ../../nbs/nca/06_runs.ipynb #a6e1d41d
 def nca_optimiser(iters: int, lr: float = 2e-3):
@@ -362,10 +401,17 @@ def nca_optimiser(iters: int, lr: float = 2e-3):
     return default_optimiser(iters, lr, warmup=min(50, max(iters // 20, 1)), clip=None, normalise=True)
 
 
-def check_devices(devices: int | None, batch_size: int) -> None:
-    "A `UsageError` if `devices` are not available or do not split the batch evenly."
+def check_devices(devices: int | None, batch_size: int | Sequence[int]) -> None:
+    "A `UsageError` if `devices` are not available or do not split the batch (or each of its groups) evenly."
+    sizes = [batch_size] if isinstance(batch_size, (int, np.integer)) else list(batch_size)
     try:
-        check_batch_size(batch_size, data_mesh(devices))
+        mesh = data_mesh(devices)
+        for j, n in enumerate(sizes):
+            try:
+                check_batch_size(n, mesh)
+            except ValueError as e:
+                raise ValueError(f"group {j} of the batch ({n} samples of one grid size; groups {sizes}): {e}"
+                                 if len(sizes) > 1 else str(e)) from None
     except ValueError as e:
         raise UsageError(f"--devices {devices}: {e}" if devices is not None else str(e)) from None
 
@@ -399,6 +445,13 @@ def _last_good(out: Path) -> str:
         return "no checkpoint was written before it"
 
 
+def trajectory_losses(task, model, key) -> dict[str, float] | None:
+    "`{label: loss}` of each trajectory of a task on a training set (None for a task without them)."
+    if not hasattr(task, "trajectory_losses"):
+        return None
+    return {n: float(v) for n, v in zip(task.names, np.asarray(task.trajectory_losses(model, key)))}
+
+
 def run_training(config: TrainConfig, out, model, task, *, resume: bool = False, overwrite: bool = False,
                  devices: int | None = None, progress: bool = True, callbacks: Sequence[Callable] = (),
                  t_start: float | None = None) -> dict:
@@ -410,7 +463,7 @@ def run_training(config: TrainConfig, out, model, task, *, resume: bool = False,
     write_json(out / "config.json", config.to_dict())
     key = jax.random.key(config.seed)
     k_eval = jax.random.fold_in(key, 7)
-    initial_loss = float(task.evaluate(model, k_eval))
+    initial_loss, initial_each = float(task.evaluate(model, k_eval)), trajectory_losses(task, model, k_eval)
     stamps = []
     try:
         result = train(model, task, config.iters, key, optimiser=nca_optimiser(config.iters, config.lr),
@@ -419,7 +472,7 @@ def run_training(config: TrainConfig, out, model, task, *, resume: bool = False,
                        on_step=lambda i, loss: stamps.append(time.time()), callbacks=callbacks)
     except TrainingDiverged as e:
         raise UsageError(f"{e} (--lr {config.lr:g}); {_last_good(out)}") from None
-    final_loss = float(task.evaluate(result.model, k_eval))
+    final_loss, final_each = float(task.evaluate(result.model, k_eval)), trajectory_losses(task, result.model, k_eval)
     result.model.save(out / "model.dpt")
     paths = write_outputs(result.model, task, out, result.losses, result.evals)
     per_iter = float(np.median(np.diff(stamps))) if len(stamps) > 2 else float("nan")
@@ -434,6 +487,8 @@ def run_training(config: TrainConfig, out, model, task, *, resume: bool = False,
         "parameters": int(sum(x.size for x in jax.tree.leaves(model.partition()[0]))),
         "device": jax.devices()[0].device_kind, "evals": result.evals,
     }
+    if initial_each is not None:     # one loss per trajectory, by its label
+        metrics["trajectory_losses"] = {k: {"initial": initial_each[k], "final": final_each[k]} for k in initial_each}
     write_json(out / "metrics.json", metrics)
     return {**metrics, "paths": paths}
 

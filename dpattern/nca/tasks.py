@@ -5,7 +5,7 @@
 # %% ../../nbs/nca/04_tasks.ipynb #5c9db69b
 from __future__ import annotations
 
-from functools import partial
+import math
 from typing import Sequence
 
 import equinox as eqx
@@ -13,16 +13,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core import augment
+from ..core.augment import Noise, Pipeline, Shift, TeacherForce, damage_last, unshift
+from ..core.boundary import FixedChannels
 from ..core.data import add_hidden, check_state
-from ..core.losses import l2, texture as texture_loss
+from ..core.dataset import TrainingSet, Trajectory
+from ..core.losses import StateLoss, l2, range_penalty, texture as texture_loss
 from ..core.train import Task
 from .model import seed_state
 from .visualise import erase_disc, plot_weights, render_grid
 
 # %% auto #0
-__all__ = ['pool_sample', 'rank_by_loss', 'reseed', 'damage_last', 'visible_l2', 'roll_each', 'check_channels', 'free_animation',
-           'Grow', 'Morph', 'noise_state', 'overflow', 'Texture', 'Imitate']
+__all__ = ['pool_sample', 'rank_by_loss', 'reseed', 'visible_l2', 'check_channels', 'free_animation', 'as_training_set',
+           'device_groups', 'members', 'sample_weights', 'group_key', 'with_environment', 'score_states', 'Grow',
+           'morph_starts', 'morph_ends', 'Morph', 'noise_state', 'overflow', 'Texture', 'imitate_windows', 'Imitate']
 
 # %% ../../nbs/nca/04_tasks.ipynb #28020be8
 def pool_sample(pool: jax.Array, key: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
@@ -42,23 +45,10 @@ def reseed(x: jax.Array, seed: jax.Array, n: int = 1) -> jax.Array:
     return x.at[:n].set(jnp.broadcast_to(seed, (n, *x.shape[1:])))
 
 
-def damage_last(x: jax.Array, key: jax.Array, n: int, radius=(0.1, 0.4), centre=(-0.5, 0.5)) -> jax.Array:
-    "Erase a random disc (all channels) in each of the last `n` samples of a batch."
-    if n == 0:
-        return x
-    hurt = augment.per_sample(partial(augment.disc_damage, radius=radius, centre=centre))(x[-n:], key)
-    return x.at[-n:].set(hurt)
-
-
 def visible_l2(x: jax.Array, target: jax.Array) -> jax.Array:
     "Per-sample $\\ell_2$ between the first `V` channels of states `x [B, C, H, W]` and `target [V, H, W]` (or `[B, V, H, W]`)."
     v = target.shape[-3]
     return l2(x[:, :v], jnp.broadcast_to(target, x[:, :v].shape))
-
-
-def roll_each(x: jax.Array, shifts: jax.Array) -> jax.Array:
-    "Roll each sample `x[b]` periodically by `shifts[b] = (dy, dx)`."
-    return jax.vmap(lambda a, s: jnp.roll(a, (s[0], s[1]), axis=(-2, -1)))(x, shifts)
 
 # %% ../../nbs/nca/04_tasks.ipynb #ddc11469
 def check_channels(channels: int, visible: int) -> None:
@@ -95,6 +85,134 @@ def _check_model(model, visible: int, shape: tuple) -> None:
     if getattr(model, "visible", visible) != visible:
         raise ValueError(f"the model has {model.visible} visible channels but the target has {visible}")
     model.check_state(jax.ShapeDtypeStruct((channels, *shape), jnp.float32))
+
+# %% ../../nbs/nca/04_tasks.ipynb #3db1b9c1
+def as_training_set(data, what: str, min_frames: int = 1) -> TrainingSet:
+    "A `TrainingSet` from one array `[T, V, H, W]`, a list of arrays or `Trajectory`s, or a `TrainingSet`."
+    if isinstance(data, TrainingSet):
+        return TrainingSet(data.trajectories, max(min_frames, data.min_frames))
+    if isinstance(data, Trajectory):
+        return TrainingSet([data], min_frames)
+    if isinstance(data, (list, tuple)):
+        return TrainingSet([d if isinstance(d, Trajectory) else
+                            Trajectory(check_state(d, f"{what} {i}", ndim=4), name=f"{what} {i}")
+                            for i, d in enumerate(data)], min_frames)
+    return TrainingSet([Trajectory(check_state(data, what, ndim=4), name=what)], min_frames)
+
+
+def device_groups(data: TrainingSet) -> tuple:
+    "The groups of `data` with their arrays on the device (a tuple of `Group`s)."
+    return tuple(jax.tree.map(jnp.asarray, g) for g in data.groups())
+
+
+def members(data: TrainingSet) -> tuple[tuple[int, int], ...]:
+    "Where each trajectory of `data` sits among its groups: `(group, position)` per trajectory."
+    where = {}
+    for g, group in enumerate(data.groups()):
+        for j, i in enumerate(group.index.tolist()):
+            where[i] = (g, j)
+    return tuple(where[i] for i in range(len(data)))
+
+
+def sample_weights(data: TrainingSet, per_trajectory: Sequence[int], owners: Sequence) -> tuple:
+    """Per-group sample weights `[b_g]` that sum to 1 over the batch: trajectory `i` has `per_trajectory[i]`
+    samples in a batch, each weighing `w_i / (per_trajectory[i] * sum(w))`; `owners[g]` lists each sample's trajectory."""
+    w = data.weights / data.weights.sum()
+    share = np.array([w[i] / per_trajectory[i] for i in range(len(data))], np.float32)
+    return tuple(jnp.asarray(share[np.asarray(o)]) for o in owners)
+
+
+def group_key(key: jax.Array, g: int) -> jax.Array:
+    "The key of group `g` of a batch: `key` itself for the first (so that one group draws as a single array did)."
+    return key if g == 0 else jax.random.fold_in(key, g)
+
+
+def with_environment(x: jax.Array, environment: jax.Array | None, channels: int) -> jax.Array:
+    "States `[..., C, H, W]` from visible channels `x [..., V, H, W]`: then the environment `[..., E, H, W]`, then zeros."
+    if environment is not None:
+        x = jnp.concatenate([x, jnp.broadcast_to(environment, (*x.shape[:-3], *environment.shape[-3:]))], -3)
+    return add_hidden(x, channels - x.shape[-3])
+
+
+def score_states(loss: StateLoss, states: jax.Array, target: jax.Array, visible: int, range_weight: float,
+                 key: jax.Array) -> jax.Array:
+    "Loss of the visible channels of `states [..., C, H, W]` against `target [..., V, H, W]`, plus the range penalty."
+    v = states[..., :visible, :, :]
+    s = loss(v, target, jax.random.fold_in(key, 1) if loss.needs_key else None)
+    return s + range_weight * range_penalty(v) if range_weight else s
+
+# %% ../../nbs/nca/04_tasks.ipynb #70e5cbfa
+class _SetTask(Task):
+    "The trajectories of a `TrainingSet` on the device, in groups of one shape, with their weights and loss."
+    data: tuple                   # one `Group` per shape, arrays on the device
+    weights: tuple                # per-group sample weights [b_g], summing to 1 over the batch
+    where: tuple = eqx.field(static=True)     # (group, position) of each trajectory
+    names: tuple = eqx.field(static=True)     # short unique labels of the trajectories
+    shares: tuple = eqx.field(static=True)    # each trajectory's share of the evaluation (weights / sum)
+    channels: int = eqx.field(static=True)
+    loss_fn: StateLoss = eqx.field(static=True)
+    range_weight: float = eqx.field(static=True)
+
+    def _set(self, data: TrainingSet, owners, per_trajectory, channels, loss, range_weight) -> None:
+        if not isinstance(loss, StateLoss):
+            raise TypeError(f"loss must be a dpattern.core.losses.StateLoss, got {type(loss).__name__}")
+        if not (isinstance(range_weight, (int, float)) and math.isfinite(range_weight) and range_weight >= 0):
+            raise ValueError(f"range_penalty must be a finite number >= 0, got {range_weight!r}")
+        self.data, self.where, self.names = device_groups(data), members(data), data.labels
+        self.weights = sample_weights(data, per_trajectory, owners)
+        self.shares = tuple(float(w) for w in data.weights / data.weights.sum())
+        self.channels, self.loss_fn, self.range_weight = int(channels), loss, float(range_weight)
+
+    @property
+    def visible(self) -> int:
+        return self.data[0].frames.shape[2]
+
+    @property
+    def environment_channels(self) -> int:
+        env = self.data[0].environment
+        return 0 if env is None else env.shape[1]
+
+    def trajectory(self, i: int = 0) -> tuple[jax.Array, jax.Array | None]:
+        "Frames `[T, V, H, W]` and environment `[E, H, W]` (or None) of trajectory `i`."
+        g, j = self.where[i]
+        env = self.data[g].environment
+        return self.data[g].frames[j], None if env is None else env[j]
+
+    @property
+    def frames(self) -> jax.Array:
+        "The frames `[T, V, H, W]` of the first trajectory."
+        return self.trajectory(0)[0]
+
+    def _state(self, x, environment=None):
+        return with_environment(x, environment, self.channels)
+
+# %% ../../nbs/nca/04_tasks.ipynb #5810d8c6
+class _SetTraining(_SetTask):
+    "Checks, evaluation and per-trajectory logs of a task on a training set."
+
+    @property
+    def fixed_channels(self) -> FixedChannels | None:
+        "The environment channels, held as they are in the state (give them to the NCA as `fixed`)."
+        e = self.environment_channels
+        return FixedChannels(tuple(range(self.visible, self.visible + e))) if e else None
+
+    def check(self, model):
+        for group in self.data:
+            _check_model(model, self.visible, group.grid)
+        if model.channels != self.channels:
+            raise ValueError(f"the task was built for {self.channels} channels, the model has {model.channels}")
+        held = set(getattr(model.fixed, "channels", ()) or ())
+        if self.environment_channels and not set(self.fixed_channels.channels) <= held:
+            raise ValueError(f"the data have environment channels {self.fixed_channels.channels}; build the NCA "
+                             f"with fixed=task.fixed_channels so that they stay as they are")
+
+    def evaluate(self, model, key):
+        return jnp.sum(jnp.asarray(self.shares) * self.trajectory_losses(model, key))
+
+    def log_trajectories(self, model, step, logger, key) -> None:
+        "One TensorBoard scalar per trajectory: `trajectory/<label>`."
+        for name, v in zip(self.names, np.asarray(self.trajectory_losses(model, key))):
+            logger.scalar(f"trajectory/{name}", float(v), step)
 
 # %% ../../nbs/nca/04_tasks.ipynb #08c2a30a
 class Grow(Task):
@@ -212,86 +330,97 @@ class Grow(Task):
             logger.image("grow/pool", render_grid(state["pool"][:16], self.visible, columns=8), step)
         _log_model(model, self, logger, step, key)
 
-# %% ../../nbs/nca/04_tasks.ipynb #6ecb622a
-class Morph(Task):
-    "Learn the transitions of `frames [T, V, H, W]` in parallel, from the model's own intermediate states."
-    frames: jax.Array
-    channels: int = eqx.field(static=True)
+# %% ../../nbs/nca/04_tasks.ipynb #6209105c
+def morph_starts(group, ends: jax.Array, repeats: int, channels: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Start states, data frames and targets of one group's transitions, `[repeats * N * (T-1), ...]` in the
+    order (repeat, sequence, transition): each starts from the end state `ends` of the transition before it,
+    the first from frame 0 (with the sequence's environment and empty hidden channels)."""
+    f, env = group.frames, group.environment                 # [N, T, V, H, W], [N, E, H, W] or None
+    e = ends.reshape(repeats, f.shape[0], f.shape[1] - 1, *ends.shape[1:])
+    first = with_environment(f[:, :1], None if env is None else env[:, None], channels)   # [N, 1, C, H, W]
+    x = jnp.concatenate([jnp.broadcast_to(first, (repeats, *first.shape)), e[:, :, :-1]], axis=2)
+    flat = lambda a: a.reshape(-1, *a.shape[3:])
+    copies = lambda a: jnp.broadcast_to(a[None], (repeats, *a.shape))
+    return flat(x), flat(copies(f[:, :-1])), flat(copies(f[:, 1:]))
+
+
+def morph_ends(group, repeats: int, channels: int) -> jax.Array:
+    "The initial end states of a group's transitions: the true next frames (with environment, empty hidden channels)."
+    f, env = group.frames, group.environment
+    ends = with_environment(f[:, 1:], None if env is None else env[:, None], channels)
+    return jnp.tile(ends.reshape(-1, *ends.shape[2:]), (repeats, 1, 1, 1))
+
+# %% ../../nbs/nca/04_tasks.ipynb #be108a18
+class _MorphSteps(_SetTraining):
+    "The training steps of `Morph`: its batches, loss and end states."
     steps: int = eqx.field(static=True)
-    teacher: float = eqx.field(static=True)
-    max_shift: int = eqx.field(static=True)
-    noise: float = eqx.field(static=True)
+    repeats: int = eqx.field(static=True)
+    augment: Pipeline = eqx.field(static=True)
 
     def __init__(self, frames, channels: int = 16, batch_size: int | None = None, steps: int = 32,
-                 teacher: float = 0.5, max_shift: int = 4, noise: float = 0.005):
-        frames = check_state(frames, "image sequence", ndim=4, min_channels=1)
-        if frames.shape[0] < 2:
-            raise ValueError(f"a morph needs at least 2 frames, got {frames.shape[0]}")
-        check_channels(channels, frames.shape[1])
-        n = frames.shape[0] - 1
-        batch_size = 2 * n if batch_size is None else batch_size
-        if batch_size % n:
-            raise ValueError(f"batch_size ({batch_size}) must be a multiple of the {n} transitions")
+                 teacher: float = 0.5, max_shift: int = 4, noise: float = 0.005, loss: StateLoss = StateLoss(),
+                 range_penalty: float = 0.0):
+        data = as_training_set(frames, "image sequence", min_frames=2)
+        check_channels(channels, data.channels + data.environment_channels)
+        n = [t.length - 1 for t in data]
+        batch_size = 2 * sum(n) if batch_size is None else int(batch_size)
+        if batch_size < 1 or batch_size % sum(n):
+            of = f" of the {len(data)} sequences" if len(data) > 1 else ""
+            raise ValueError(f"batch_size ({batch_size}) must be a multiple of the {sum(n)} transitions{of}")
         if not 0 <= teacher <= 1:
             raise ValueError(f"teacher must be a fraction in [0, 1], got {teacher}")
-        self.frames, self.channels, self.batch_size, self.steps = jnp.asarray(frames), int(channels), batch_size, int(steps)
-        self.teacher, self.max_shift, self.noise = float(teacher), int(max_shift), float(noise)
+        self.batch_size, self.steps, self.repeats = batch_size, int(steps), batch_size // sum(n)
+        owners = [np.tile(np.repeat(g.index, g.frames.shape[1] - 1), self.repeats) for g in data.groups()]
+        self._set(data, owners, [self.repeats * k for k in n], channels, loss, range_penalty)
+        self.augment = Pipeline(TeacherForce(float(teacher), self.repeats), Shift(int(max_shift), ("x", "y")),
+                                Noise(float(noise), data.channels))
 
     @property
-    def visible(self) -> int:
-        return self.frames.shape[1]
-
-    @property
-    def groups(self) -> int:
-        return self.batch_size // (self.frames.shape[0] - 1)
-
-    def _hidden(self, x):
-        return add_hidden(x, self.channels - self.visible)
-
-    def check(self, model):
-        _check_model(model, self.visible, self.frames.shape[-2:])
-        if model.channels != self.channels:
-            raise ValueError(f"the task was built for {self.channels} channels, the model has {model.channels}")
+    def group_sizes(self) -> tuple[int, ...]:
+        return tuple(self.repeats * g.frames.shape[0] * (g.frames.shape[1] - 1) for g in self.data)
 
     def init(self, key):
-        ends = self._hidden(self.frames[1:])                                   # [T-1, C, H, W]
-        return {"ends": jnp.tile(ends, (self.groups, 1, 1, 1))}
+        return {"ends": [morph_ends(g, self.repeats, self.channels) for g in self.data]}
 
     def sample(self, state, key):
-        k_shift, k_noise = jax.random.split(key)
-        g, n, v = self.groups, self.frames.shape[0] - 1, self.visible
-        ends = state["ends"].reshape(g, n, *state["ends"].shape[1:])
-        first = jnp.broadcast_to(self._hidden(self.frames[0]), (g, 1, *ends.shape[2:]))
-        x = jnp.concatenate([first, ends[:, :-1]], axis=1)                    # start of t = end of t-1
-        forced = (jnp.arange(g) < round(g * self.teacher))[:, None, None, None, None]
-        x = x.at[:, :, :v].set(jnp.where(forced, self.frames[None, :-1], x[:, :, :v]))
-        y = jnp.broadcast_to(self.frames[None, 1:], (g, n, *self.frames.shape[1:]))
-        x, y = x.reshape(-1, *x.shape[2:]), y.reshape(-1, *y.shape[2:])
-        shifts = jax.random.randint(k_shift, (self.batch_size, 2), -self.max_shift, self.max_shift + 1)
-        x, y = roll_each(x, shifts), roll_each(y, shifts)
-        x = augment.add_noise(x, k_noise, self.noise, channels=slice(0, v)) if self.noise else x
-        return {"x": x, "y": y, "shift": shifts}
+        out = []
+        for g, (group, ends) in enumerate(zip(self.data, state["ends"])):
+            x, data, y = morph_starts(group, ends, self.repeats, self.channels)
+            out.append(self.augment({"x": x, "data": data, "y": y}, group_key(key, g)))
+        return out
 
     def loss(self, model, batch, key):
-        out, _ = model.rollout(batch["x"], self.steps, key)
-        return visible_l2(out, batch["y"]).mean(), out
+        total, outs = 0.0, []
+        for g, (b, w) in enumerate(zip(batch, self.weights)):
+            out, _ = model.rollout(b["x"], self.steps, group_key(key, g))
+            per_sample = score_states(self.loss_fn, out, b["y"], self.visible, self.range_weight, key)
+            total, outs = total + jnp.sum(w * per_sample), outs + [out]
+        return total, outs
 
     def update(self, state, batch, aux):
-        return {"ends": roll_each(jax.lax.stop_gradient(aux), -batch["shift"])}
+        return {"ends": [unshift(jax.lax.stop_gradient(out), b) for out, b in zip(aux, batch)]}
 
-    def chain(self, model, key, steps: int | None = None) -> jax.Array:
-        "Run freely from frame 0 through every transition: the states `[T, C, H, W]` (frame 0 first)."
-        states = [self._hidden(self.frames[0])]
-        for k in jax.random.split(key, self.frames.shape[0] - 1):
+# %% ../../nbs/nca/04_tasks.ipynb #926fe387
+class Morph(_MorphSteps):
+    "Learn the transitions of one or several sequences `[T, V, H, W]` in parallel, from the model's own intermediate states."
+
+    def chain(self, model, key, steps: int | None = None, index: int = 0) -> jax.Array:
+        "Run sequence `index` freely from frame 0 through every transition: the states `[T, C, H, W]` (frame 0 first)."
+        frames, env = self.trajectory(index)
+        states = [self._state(frames[0], env)]
+        for k in jax.random.split(key, frames.shape[0] - 1):
             states.append(model.rollout(states[-1], steps or self.steps, k)[0])
         return jnp.stack(states)
 
-    def evaluate(self, model, key):
-        return l2(self.chain(model, key)[1:, :self.visible], self.frames[1:]).mean()
+    def trajectory_losses(self, model, key) -> jax.Array:
+        "The loss of each sequence's free-running chain against its frames, `[sequences]`."
+        return jnp.stack([self.loss_fn(self.chain(model, key, index=i)[1:, :self.visible], self.trajectory(i)[0][1:],
+                                       jax.random.key(0)).mean() for i in range(len(self.where))])
 
     def start_state(self, model, key):
-        "Frame 0 with zero hidden channels `[C, H, W]`."
-        return self._hidden(self.frames[0])
+        "Frame 0 of the first sequence with its environment and zero hidden channels `[C, H, W]`."
+        frames, env = self.trajectory(0)
+        return self._state(frames[0], env)
 
     @property
     def horizon_steps(self) -> int:
@@ -299,20 +428,22 @@ class Morph(Task):
         return self.steps
 
     def animation(self, model, key, steps: int | None = None, damage: bool = False):
-        "The free-running chain through every transition, about 16 frames per transition `[T, C, H, W]`."
+        "The free-running chain of the first sequence, about 16 frames per transition `[T, C, H, W]`."
         chain = [self.start_state(model, key)[None]]
         for k in jax.random.split(key, self.frames.shape[0] - 1):
             chain.append(model.rollout(chain[-1][-1], self.steps, k, every=max(1, self.steps // 16))[1][1:])
         return jnp.concatenate(chain)
 
     def outcome(self, model, key):
-        "`(end of the free-running chain [C, H, W], last frame [V, H, W], steps)`."
+        "`(end of the first sequence's free-running chain [C, H, W], its last frame [V, H, W], steps)`."
         return self.animation(model, key)[-1], self.frames[-1], self.steps * (self.frames.shape[0] - 1)
 
     def log(self, model, state, step, logger, key):
+        frames, env = self.trajectory(0)
         chain = self.chain(model, key)
-        logger.image("morph/chain", render_grid(jnp.concatenate([self._hidden(self.frames), chain]),
+        logger.image("morph/chain", render_grid(jnp.concatenate([self._state(frames, env), chain]),
                                                 self.visible, columns=len(chain)), step)
+        self.log_trajectories(model, step, logger, key)
         _log_model(model, self, logger, step, key)
 
 # %% ../../nbs/nca/04_tasks.ipynb #a240e518
@@ -427,63 +558,100 @@ class Texture(Task):
         logger.image("texture/from_noise", render_grid(y, self.visible, columns=4), step)
         _log_model(model, self, logger, step, key)
 
-# %% ../../nbs/nca/04_tasks.ipynb #042e895d
-class Imitate(Task):
-    "Learn the dynamics of a trajectory `frames [T, V, H, W]` (e.g. a PDE solution), `steps` NCA steps per frame."
-    frames: jax.Array
-    channels: int = eqx.field(static=True)
+# %% ../../nbs/nca/04_tasks.ipynb #2cd545aa
+def imitate_windows(group, state: dict, per: int, horizon: int, channels: int, restart: float,
+                    key: jax.Array) -> dict:
+    """One group's windows: `per` samples of each trajectory, in order; a sample continues from its carried
+    state `state["x"]` at `state["t"]` unless it restarts (probability `restart`, or no room for a window)."""
+    n, t = group.frames.shape[:2]
+    b = n * per
+    owner = jnp.repeat(jnp.arange(n), per)
+    fresh = jax.random.randint(key, (b,), 0, t - horizon)
+    if restart >= 1:
+        go_on = jnp.zeros((b,), bool)
+    else:
+        room = state["t"] <= t - 1 - horizon
+        go_on = room & (jax.random.uniform(jax.random.fold_in(key, 1), (b,)) >= restart)
+    t0 = jnp.where(go_on, state["t"], fresh)
+    env = None if group.environment is None else group.environment[owner]
+    x = jnp.where(go_on[:, None, None, None], state["x"], with_environment(group.frames[owner, t0], env, channels))
+    y = group.frames[owner[:, None], t0[:, None] + jnp.arange(1, horizon + 1)]          # [b, horizon, V, H, W]
+    return {"x": x, "y": y, "t": t0}
+
+# %% ../../nbs/nca/04_tasks.ipynb #1bde93ce
+class _ImitateSteps(_SetTraining):
+    "The training steps of `Imitate`: its windows, loss and carried states."
     steps: int = eqx.field(static=True)
     horizon: int = eqx.field(static=True)
+    per: int = eqx.field(static=True)
+    restart: float = eqx.field(static=True)
+    augment: Pipeline = eqx.field(static=True)
 
-    def __init__(self, frames, channels: int | None = None, batch_size: int = 4, steps: int = 4, horizon: int = 4):
-        frames = check_state(frames, "trajectory", ndim=4, min_channels=1)
-        if frames.shape[0] < 2:
-            raise ValueError(f"a trajectory to imitate needs at least 2 frames, got {frames.shape[0]}")
-        if not 1 <= horizon < frames.shape[0]:
-            raise ValueError(f"horizon must be between 1 and frames - 1 = {frames.shape[0] - 1}, got {horizon}")
-        channels = frames.shape[1] if channels is None else channels
-        check_channels(channels, frames.shape[1])
+    def __init__(self, frames, channels: int | None = None, batch_size: int = 4, steps: int = 4, horizon: int = 4,
+                 restart: float = 1.0, loss: StateLoss = StateLoss(), range_penalty: float = 0.0,
+                 augment: Pipeline = Pipeline()):
+        data = as_training_set(frames, "trajectory", min_frames=2)
+        shortest = min(t.length for t in data)
+        if not 1 <= horizon < shortest:
+            raise ValueError(f"horizon must be between 1 and frames - 1 = {shortest - 1}, got {horizon}")
+        channels = data.channels + data.environment_channels if channels is None else channels
+        check_channels(channels, data.channels + data.environment_channels)
         if int(steps) != steps or steps < 1:
             raise ValueError(f"steps per frame must be an integer >= 1, got {steps!r}")
-        self.frames, self.channels, self.batch_size = jnp.asarray(frames), int(channels), int(batch_size)
-        self.steps, self.horizon = int(steps), int(horizon)
+        if int(batch_size) != batch_size or batch_size < 1 or batch_size % len(data):
+            raise ValueError(f"batch_size ({batch_size}) must be a multiple of the {len(data)} trajectories "
+                             f"(each gets the same number of windows)")
+        if not 0 <= restart <= 1:
+            raise ValueError(f"restart must be a probability in [0, 1], got {restart!r}")
+        self.batch_size, self.steps, self.horizon = int(batch_size), int(steps), int(horizon)
+        self.per, self.restart, self.augment = self.batch_size // len(data), float(restart), augment
+        owners = [np.repeat(g.index, self.per) for g in data.groups()]
+        self._set(data, owners, [self.per] * len(data), channels, loss, range_penalty)
 
     @property
-    def visible(self) -> int:
-        return self.frames.shape[1]
-
-    def _hidden(self, x):
-        return add_hidden(x, self.channels - self.visible)
-
-    def check(self, model):
-        _check_model(model, self.visible, self.frames.shape[-2:])
-        if model.channels != self.channels:
-            raise ValueError(f"the task was built for {self.channels} channels, the model has {model.channels}")
+    def group_sizes(self) -> tuple[int, ...]:
+        return tuple(self.per * g.frames.shape[0] for g in self.data)
 
     def init(self, key):
-        return {}
+        return [{"x": jnp.zeros((n, self.channels, *g.grid)), "t": jnp.full((n,), g.frames.shape[1], jnp.int32)}
+                for n, g in zip(self.group_sizes, self.data)]
 
     def sample(self, state, key):
-        t0 = jax.random.randint(key, (self.batch_size,), 0, self.frames.shape[0] - self.horizon)
-        later = t0[:, None] + jnp.arange(1, self.horizon + 1)
-        return {"x": self._hidden(self.frames[t0]), "y": self.frames[later]}       # y [B, horizon, V, H, W]
+        return [self.augment(imitate_windows(g, s, self.per, self.horizon, self.channels, self.restart,
+                                             group_key(key, j)), jax.random.fold_in(key, 2**20 + j))
+                for j, (g, s) in enumerate(zip(self.data, state))]
 
     def loss(self, model, batch, key):
-        traj = model.rollout(batch["x"], self.steps * self.horizon, key, every=self.steps)[1][1:]
-        err = (traj[:, :, :self.visible] - jnp.swapaxes(batch["y"], 0, 1)) ** 2
-        return err.mean(), None
+        total, ends = 0.0, []
+        for g, (b, w) in enumerate(zip(batch, self.weights)):
+            traj = model.rollout(b["x"], self.steps * self.horizon, group_key(key, g), every=self.steps)[1][1:]
+            per_sample = score_states(self.loss_fn, traj, jnp.swapaxes(b["y"], 0, 1), self.visible,
+                                      self.range_weight, key).mean(0)
+            total, ends = total + jnp.sum(w * per_sample), ends + [traj[-1]]
+        return total, ends
 
-    def free_run(self, model, key) -> jax.Array:
-        "The NCA run freely from frame 0, one state per data frame: `[T, C, H, W]`."
-        return model.rollout(self._hidden(self.frames[0]), self.steps * (self.frames.shape[0] - 1), key,
+    def update(self, state, batch, aux):
+        return [{"x": jax.lax.stop_gradient(x), "t": b["t"] + self.horizon} for x, b in zip(aux, batch)]
+
+# %% ../../nbs/nca/04_tasks.ipynb #3deaddf3
+class Imitate(_ImitateSteps):
+    "Learn the dynamics of one or several trajectories `[T, V, H, W]` (e.g. PDE solutions), `steps` NCA steps per frame."
+
+    def free_run(self, model, key, index: int = 0) -> jax.Array:
+        "The NCA run freely from frame 0 of trajectory `index`, one state per data frame: `[T, C, H, W]`."
+        frames, env = self.trajectory(index)
+        return model.rollout(self._state(frames[0], env), self.steps * (frames.shape[0] - 1), key,
                              every=self.steps)[1]
 
-    def evaluate(self, model, key):
-        return l2(self.free_run(model, key)[1:, :self.visible], self.frames[1:]).mean()
+    def trajectory_losses(self, model, key) -> jax.Array:
+        "The loss of each trajectory's free run against its frames, `[trajectories]`."
+        return jnp.stack([self.loss_fn(self.free_run(model, key, i)[1:, :self.visible], self.trajectory(i)[0][1:],
+                                       jax.random.key(0)).mean() for i in range(len(self.where))])
 
     def start_state(self, model, key):
-        "Frame 0 with zero hidden channels `[C, H, W]`."
-        return self._hidden(self.frames[0])
+        "Frame 0 of the first trajectory with its environment and zero hidden channels `[C, H, W]`."
+        frames, env = self.trajectory(0)
+        return self._state(frames[0], env)
 
     @property
     def horizon_steps(self) -> int:
@@ -491,16 +659,19 @@ class Imitate(Task):
         return self.steps * self.horizon
 
     def animation(self, model, key, steps: int | None = None, damage: bool = False):
-        "The data and the NCA's free run side by side, one frame per data frame `[T, C, H, 2W]`."
-        return jnp.concatenate([self._hidden(self.frames), self.free_run(model, key)], axis=-1)
+        "The data and the NCA's free run side by side (first trajectory), one frame per data frame `[T, C, H, 2W]`."
+        frames, env = self.trajectory(0)
+        return jnp.concatenate([self._state(frames, env), self.free_run(model, key)], axis=-1)
 
     def outcome(self, model, key):
-        "`(end of the free run [C, H, W], last data frame [V, H, W], steps)`."
+        "`(end of the first trajectory's free run [C, H, W], its last data frame [V, H, W], steps)`."
         return self.free_run(model, key)[-1], self.frames[-1], self.steps * (self.frames.shape[0] - 1)
 
     def log(self, model, state, step, logger, key):
+        frames, env = self.trajectory(0)
         run = self.free_run(model, key)
         pick = np.linspace(0, len(run) - 1, min(6, len(run))).round().astype(int)
-        pair = jnp.concatenate([self._hidden(self.frames[pick]), run[pick]])
+        pair = jnp.concatenate([self._state(frames[pick], env), run[pick]])
         logger.image("imitate/data_vs_nca", render_grid(pair, min(self.visible, 3), columns=len(pick)), step)
+        self.log_trajectories(model, step, logger, key)
         _log_model(model, self, logger, step, key)
