@@ -13,10 +13,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .model import Model
+
 # %% auto #0
 __all__ = ['Boundary', 'BOUNDARIES', 'HALO', 'check_boundary', 'pad', 'stencil', 'apply_stencils', 'stencil_features', 'gradient',
            'vector_norm', 'gradient_norm', 'divergence', 'curl', 'laplacian', 'average', 'flux_diffusion',
-           'neighbourhood_max']
+           'neighbourhood_max', 'Discretisation', 'FivePoint', 'NinePoint', 'FourthOrder', 'Spectral']
 
 # %% ../../nbs/core/00_operators.ipynb #cf3c7344
 Boundary = Literal["periodic", "reflect", "replicate", "zero"]
@@ -268,3 +270,159 @@ def neighbourhood_max(u: jax.Array, boundary: Boundary = "zero", radius: int = 1
     for i in range(1, n):
         out = jnp.maximum(out, rows[..., i:i + h, :])
     return out
+
+# %% ../../nbs/core/00_operators.ipynb #77ec3ac0
+def _derivative_stencils(weights: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    "Square stencils for d/dx and d/dy from 1-D derivative `weights` at offsets -r..r (correlation)."
+    w = np.asarray(weights, float)
+    kx = np.zeros((len(w), len(w)))
+    kx[len(w) // 2] = w
+    return kx, kx.T.copy()
+
+
+class Discretisation(Model):
+    """The spatial derivatives of a PDE on a grid: `d(u, dx, boundary)` is the Laplacian of `u [..., H, W]`;
+    `gradient`, `divergence` and the conservative flux form `flux` come from the same family of stencils, and
+    `symbol(kx, ky, dx)` is the Laplacian's eigenvalue on the Fourier mode $e^{i(k_x x + k_y y)}$."""
+
+    def __call__(self, u: jax.Array, dx: float = 1.0, boundary: Boundary = "periodic") -> jax.Array:
+        raise NotImplementedError
+
+    def _gradient_stencils(self) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def gradient(self, u: jax.Array, dx: float = 1.0, boundary: Boundary = "periodic") -> jax.Array:
+        "The gradient $(\\partial_x u, \\partial_y u)$ of `u [..., H, W]`, shape `[2, ..., H, W]`."
+        gx, gy = apply_stencils(u, list(self._gradient_stencils()), boundary)
+        return jnp.stack([gx, gy]) / dx
+
+    def divergence(self, v: jax.Array, dx: float = 1.0, boundary: Boundary = "periodic") -> jax.Array:
+        "The divergence of a vector field `v [2, ..., H, W]`."
+        _check_vector(v)
+        sx, sy = self._gradient_stencils()
+        (dvx,) = apply_stencils(v[0], [sx], boundary)
+        (dvy,) = apply_stencils(v[1], [sy], boundary)
+        return (dvx + dvy) / dx
+
+    def flux(self, f: jax.Array, g: jax.Array, dx: float = 1.0, boundary: Boundary = "periodic") -> jax.Array:
+        "Conservative $\\nabla\\cdot(f\\,\\nabla g)$ for a coefficient field `f` and a field `g`."
+        f, g = jnp.broadcast_arrays(f, g)
+        return self.divergence(f[None] * self.gradient(g, dx, boundary), dx, boundary)
+
+    def symbol(self, kx, ky, dx: float = 1.0) -> np.ndarray:
+        "The Laplacian's Fourier symbol at wavenumbers `kx`, `ky` (arrays that broadcast)."
+        raise NotImplementedError
+
+    def check(self, boundary: str) -> None:
+        "Raise a clear `ValueError` if this discretisation cannot work with the boundary mode `boundary`."
+        check_boundary(boundary)
+
+# %% ../../nbs/core/00_operators.ipynb #3154826b
+class FivePoint(Discretisation):
+    "The 5-point Laplacian, central differences $\\frac12[-1, 0, 1]$ and face fluxes (`flux_diffusion`); second order."
+
+    def __call__(self, u, dx=1.0, boundary="periodic"):
+        (lap,) = apply_stencils(u, [np.array([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]])], boundary)
+        return lap / (dx * dx)
+
+    def _gradient_stencils(self):
+        return _derivative_stencils((-0.5, 0.0, 0.5))
+
+    def flux(self, f, g, dx=1.0, boundary="periodic"):
+        return flux_diffusion(f, g, dx, boundary)
+
+    def symbol(self, kx, ky, dx=1.0):
+        return -4.0 / dx ** 2 * (np.sin(np.asarray(kx) * dx / 2) ** 2 + np.sin(np.asarray(ky) * dx / 2) ** 2)
+
+# %% ../../nbs/core/00_operators.ipynb #8d58e6bf
+class NinePoint(Discretisation):
+    """The 9-point Laplacian $(1-\\gamma)L_+ + \\gamma L_\\times$ ($\\gamma$ = `diagonal`; the default $\\frac12$ is
+    `laplacian`'s stencil, $\\frac13$ has an isotropic leading error), Sobel gradients and face fluxes; second order."""
+
+    diagonal: float = 0.5
+
+    def __check_init__(self):
+        if not (isinstance(self.diagonal, (int, float)) and 0 <= self.diagonal <= 1):
+            raise ValueError(f"NinePoint: diagonal must be a number in [0, 1], got {self.diagonal!r}")
+
+    def _stencil(self) -> np.ndarray:
+        g = float(self.diagonal)
+        plus = np.array([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]])
+        cross = np.array([[1.0, 0, 1], [0, -4, 0], [1, 0, 1]]) / 2
+        return (1 - g) * plus + g * cross
+
+    def __call__(self, u, dx=1.0, boundary="periodic"):
+        (lap,) = apply_stencils(u, [self._stencil()], boundary)
+        return lap / (dx * dx)
+
+    def _gradient_stencils(self):
+        return stencil("grad_x"), stencil("grad_y")
+
+    def flux(self, f, g, dx=1.0, boundary="periodic"):
+        return flux_diffusion(f, g, dx, boundary)
+
+    def symbol(self, kx, ky, dx=1.0):
+        cx, cy, g = np.cos(np.asarray(kx) * dx), np.cos(np.asarray(ky) * dx), float(self.diagonal)
+        return ((1 - g) * (2 * cx + 2 * cy - 4) + g * (2 * cx * cy - 2)) / dx ** 2
+
+
+class FourthOrder(Discretisation):
+    "The fourth-order Laplacian $\\frac1{12}[-1, 16, -30, 16, -1]$ along each axis and derivatives $\\frac1{12}[1, -8, 0, 8, -1]$."
+
+    def __call__(self, u, dx=1.0, boundary="periodic"):
+        lx, ly = _derivative_stencils(np.array([-1.0, 16, -30, 16, -1]) / 12)
+        (lap,) = apply_stencils(u, [lx + ly], boundary)
+        return lap / (dx * dx)
+
+    def _gradient_stencils(self):
+        return _derivative_stencils(np.array([1.0, -8, 0, 8, -1]) / 12)
+
+    def symbol(self, kx, ky, dx=1.0):
+        one = lambda k: (-2 * np.cos(2 * np.asarray(k) * dx) + 32 * np.cos(np.asarray(k) * dx) - 30) / 12
+        return (one(kx) + one(ky)) / dx ** 2
+
+# %% ../../nbs/core/00_operators.ipynb #a3df67c0
+def _wavenumbers(shape: Sequence[int], dx: float, odd: bool) -> tuple[np.ndarray, np.ndarray]:
+    "`(ky [H, 1], kx [1, W//2+1])` of `rfft2` on an `H x W` grid; `odd`: Nyquist set to 0 (odd derivatives)."
+    h, w = shape
+    ky, kx = 2 * np.pi * np.fft.fftfreq(h, dx), 2 * np.pi * np.fft.rfftfreq(w, dx)
+    if odd:
+        ky[h // 2] = 0.0 if h % 2 == 0 else ky[h // 2]
+        kx[-1] = 0.0 if w % 2 == 0 else kx[-1]
+    return ky[:, None], kx[None, :]
+
+
+class Spectral(Discretisation):
+    """Derivatives exact on the grid's Fourier modes (FFTs over the last two axes): the Laplacian $-|k|^2$ and
+    the gradient $ik$; only for periodic grids held whole on one device."""
+
+    def check(self, boundary: str) -> None:
+        check_boundary(boundary)
+        if boundary != "periodic":
+            raise ValueError(f"the spectral discretisation needs a periodic grid, but the boundary is {boundary!r}; "
+                             f"use FourthOrder() (or FivePoint(), NinePoint()) with walls")
+
+    def _fft(self, u, boundary):
+        self.check(boundary)
+        if HALO.get() is not None:
+            raise ValueError("the spectral discretisation needs the whole grid on each device; it cannot run on "
+                             "a grid split across devices (use FourthOrder())")
+        return jnp.fft.rfft2(u)
+
+    def __call__(self, u, dx=1.0, boundary="periodic"):
+        ky, kx = _wavenumbers(u.shape[-2:], dx, odd=False)
+        k2 = jnp.asarray(-(kx ** 2 + ky ** 2), u.dtype)
+        return jnp.fft.irfft2(self._fft(u, boundary) * k2, s=u.shape[-2:]).astype(u.dtype)
+
+    def gradient(self, u, dx=1.0, boundary="periodic"):
+        ky, kx = _wavenumbers(u.shape[-2:], dx, odd=True)
+        uh, s = self._fft(u, boundary), u.shape[-2:]
+        d = lambda k: jnp.fft.irfft2(uh * (1j * jnp.asarray(k, u.dtype)), s=s).astype(u.dtype)
+        return jnp.stack([d(kx), d(ky)])
+
+    def divergence(self, v, dx=1.0, boundary="periodic"):
+        _check_vector(v)
+        return self.gradient(v[0], dx, boundary)[0] + self.gradient(v[1], dx, boundary)[1]
+
+    def symbol(self, kx, ky, dx=1.0):
+        return -(np.asarray(kx) ** 2 + np.asarray(ky) ** 2)

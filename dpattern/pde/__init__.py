@@ -7,11 +7,13 @@ __all__ = ['MODELS', 'smooth_noise', 'GrayScott', 'Chhabra', 'HillenPainter', 'C
            'FisherKPP', 'model_class_by_name', 'make_model', 'disc_mask', 'BMP4Noggin', 'Masked', 'LOSSES',
            'check_trajectory', 'save_trajectory', 'load_trajectory', 'comparison_figure', 'ShootingTask',
            'keep_nonnegative', 'scale_by_magnitude', 'trainable_fields', 'check_fit_names', 'fit_optimiser', 'fit',
-           'estimate_hidden', 'forecast', 'forecast_errors', 'TERMS', 'monomials', 'polynomial_features', 'PixelMLP',
-           'inverse_softplus', 'NeuralRDA', 'NeuralChemotaxis', 'METHODS', 'NEURAL', 'MAX_SOLVER_STEPS', 'make_solver',
+           'estimate_hidden', 'forecast', 'forecast_errors', 'recommended_laplacian', 'TERMS', 'monomials',
+           'polynomial_features', 'PixelMLP', 'inverse_softplus', 'NeuralRDA', 'NeuralChemotaxis', 'METHODS', 'NEURAL',
+           'MAX_SOLVER_STEPS', 'LAPLACIANS', 'make_laplacian', 'laplacian_name', 'recorded_laplacian', 'make_solver',
            'check_steps', 'SimulateConfig', 'simulation_settings', 'animation_frames', 'run_simulate', 'FitConfig',
-           'resolve_fit', 'FitData', 'load_fit_data', 'build_fit_model', 'fit_solver', 'run_fit', 'write_fit_outputs',
-           'float_parameter', 'PDE', 'Heat', 'SolveError', 'Solver', 'check_times', 'solve', 'simulate']
+           'resolve_fit', 'FitData', 'load_fit_data', 'fit_laplacian', 'build_fit_model', 'fit_solver', 'run_fit',
+           'write_fit_outputs', 'float_parameter', 'PDE', 'Heat', 'SolveError', 'Solver', 'check_times', 'solve',
+           'simulate']
 
 # %% ../../nbs/pde/index.ipynb #pde0003
 from dpattern.pde.classic import (
@@ -21,14 +23,14 @@ from dpattern.pde.classic import (
 from dpattern.pde.fit import (
     LOSSES, check_trajectory, save_trajectory, load_trajectory, comparison_figure, ShootingTask,
     keep_nonnegative, scale_by_magnitude, trainable_fields, check_fit_names, fit_optimiser, fit,
-    estimate_hidden, forecast, forecast_errors,
+    estimate_hidden, forecast, forecast_errors, recommended_laplacian,
 )
 from dpattern.pde.neural import (
     TERMS, monomials, polynomial_features, PixelMLP, inverse_softplus, NeuralRDA, NeuralChemotaxis,
 )
 from dpattern.pde.runs import (
-    METHODS, NEURAL, MAX_SOLVER_STEPS, make_solver, check_steps, SimulateConfig, simulation_settings,
-    animation_frames, run_simulate, FitConfig, resolve_fit, FitData, load_fit_data, build_fit_model,
+    METHODS, NEURAL, MAX_SOLVER_STEPS, LAPLACIANS, make_laplacian, laplacian_name, recorded_laplacian, make_solver, check_steps, SimulateConfig, simulation_settings,
+    animation_frames, run_simulate, FitConfig, resolve_fit, FitData, load_fit_data, fit_laplacian, build_fit_model,
     fit_solver, run_fit, write_fit_outputs,
 )
 from dpattern.pde.solver import (
@@ -41,9 +43,10 @@ _all_ = [
     'LOSSES', 'check_trajectory',
     'save_trajectory', 'load_trajectory', 'comparison_figure', 'ShootingTask', 'keep_nonnegative',
     'scale_by_magnitude', 'trainable_fields', 'check_fit_names', 'fit_optimiser', 'fit', 'estimate_hidden',
-    'forecast', 'forecast_errors', 'TERMS', 'monomials', 'polynomial_features', 'PixelMLP', 'inverse_softplus',
-    'NeuralRDA', 'NeuralChemotaxis', 'METHODS', 'NEURAL', 'MAX_SOLVER_STEPS', 'make_solver', 'check_steps',
+    'forecast', 'forecast_errors', 'recommended_laplacian', 'TERMS', 'monomials', 'polynomial_features', 'PixelMLP', 'inverse_softplus',
+    'NeuralRDA', 'NeuralChemotaxis', 'METHODS', 'NEURAL', 'MAX_SOLVER_STEPS', 'LAPLACIANS', 'make_laplacian',
+    'laplacian_name', 'recorded_laplacian', 'make_solver', 'check_steps',
     'SimulateConfig', 'simulation_settings', 'animation_frames', 'run_simulate', 'FitConfig', 'resolve_fit',
-    'FitData', 'load_fit_data', 'build_fit_model', 'fit_solver', 'run_fit', 'write_fit_outputs',
+    'FitData', 'load_fit_data', 'fit_laplacian', 'build_fit_model', 'fit_solver', 'run_fit', 'write_fit_outputs',
     'float_parameter', 'PDE', 'Heat', 'SolveError', 'Solver', 'check_times', 'solve', 'simulate',
 ]

@@ -10,7 +10,7 @@ from typing import ClassVar, Sequence
 import jax
 import jax.numpy as jnp
 
-from ..core.operators import average, flux_diffusion, laplacian
+from ..core.operators import Discretisation, NinePoint, average
 from .solver import PDE, Heat, float_parameter
 
 # %% auto #0
@@ -56,14 +56,14 @@ class GrayScott(PDE):
     simulation: ClassVar = dict(t_end=2000.0, dt=1.0, size=64, frames=101)
 
     def __init__(self, D_a=0.1, D_b=0.05, feed=0.0623, kill=0.06268, dx: float = 1.0,
-                 boundary: str = "periodic"):
+                 boundary: str = "periodic", laplacian: Discretisation = NinePoint()):
         self.D_a, self.D_b = float_parameter(D_a, "D_a"), float_parameter(D_b, "D_b")
         self.feed, self.kill = float_parameter(feed, "feed"), float_parameter(kill, "kill")
-        self.dx, self.boundary = dx, boundary
+        self.dx, self.boundary, self.laplacian = dx, boundary, laplacian
 
     def __call__(self, t, u, args=None):
         a, b = u[0], u[1]
-        lap = laplacian(u, self.dx, self.boundary)
+        lap = self.laplacian(u, self.dx, self.boundary)
         r = a * b * b
         return jnp.stack([self.D_a * lap[0] - r + self.feed * (1 - a),
                           self.D_b * lap[1] + r - (self.feed + self.kill) * b])
@@ -97,15 +97,15 @@ class Chhabra(PDE):
     simulation: ClassVar = dict(t_end=5000.0, dt=0.1, size=64, frames=51)
 
     def __init__(self, D_a=0.0025, D_i=0.4, production_a=0.01, production_i=0.01, saturation=1.0,
-                 decay_a=0.001, decay_i=0.008, dx: float = 0.5, boundary: str = "periodic"):
+                 decay_a=0.001, decay_i=0.008, dx: float = 0.5, boundary: str = "periodic", laplacian: Discretisation = NinePoint()):
         for name, value in dict(D_a=D_a, D_i=D_i, production_a=production_a, production_i=production_i,
                                 saturation=saturation, decay_a=decay_a, decay_i=decay_i).items():
             setattr(self, name, float_parameter(value, name))
-        self.dx, self.boundary = dx, boundary
+        self.dx, self.boundary, self.laplacian = dx, boundary, laplacian
 
     def __call__(self, t, u, args=None):
         a, i = u[0], u[1]
-        lap = laplacian(u, self.dx, self.boundary)
+        lap = self.laplacian(u, self.dx, self.boundary)
         return jnp.stack([self.D_a * lap[0] + self.production_a * a * a / (self.saturation + i) - self.decay_a * a,
                           self.D_i * lap[1] + self.production_i * a * a - self.decay_i * i])
 
@@ -142,17 +142,17 @@ class HillenPainter(PDE):
     simulation: ClassVar = dict(t_end=100.0, dt=0.01, size=64, frames=51)
 
     def __init__(self, D_c=0.1, chi=5.0, gamma=10.0, alpha=0.5, r=0.1, phi=1.0, dx: float = 0.25,
-                 boundary: str = "periodic"):
+                 boundary: str = "periodic", laplacian: Discretisation = NinePoint()):
         for name, value in dict(D_c=D_c, chi=chi, gamma=gamma, alpha=alpha, r=r, phi=phi).items():
             setattr(self, name, float_parameter(value, name))
-        self.dx, self.boundary = dx, boundary
+        self.dx, self.boundary, self.laplacian = dx, boundary, laplacian
 
     def __call__(self, t, u, args=None):
         c, s = u[0], u[1]
         sensitivity = self.chi * c * (1 - c / self.gamma) / (1 + self.alpha * s) ** 2
-        dc = (self.D_c * laplacian(c, self.dx, self.boundary)
-              - flux_diffusion(sensitivity, s, self.dx, self.boundary) + self.r * c * (1 - c))
-        ds = laplacian(s, self.dx, self.boundary) + c / (1 + self.phi * c) - s
+        dc = (self.D_c * self.laplacian(c, self.dx, self.boundary)
+              - self.laplacian.flux(sensitivity, s, self.dx, self.boundary) + self.r * c * (1 - c))
+        ds = self.laplacian(s, self.dx, self.boundary) + c / (1 + self.phi * c) - s
         return jnp.stack([dc, ds])
 
     def initial_condition(self, key: jax.Array, shape: Sequence[int] = (64, 64), noise: float = 0.05) -> jax.Array:
@@ -173,13 +173,13 @@ class CahnHilliard(PDE):
     nonnegative: ClassVar = ("D", "gamma")
     simulation: ClassVar = dict(t_end=5000.0, dt=0.5, size=64, frames=51)
 
-    def __init__(self, D=0.1, gamma=1.0, dx: float = 1.5, boundary: str = "periodic"):
+    def __init__(self, D=0.1, gamma=1.0, dx: float = 1.5, boundary: str = "periodic", laplacian: Discretisation = NinePoint()):
         self.D, self.gamma = float_parameter(D, "D"), float_parameter(gamma, "gamma")
-        self.dx, self.boundary = dx, boundary
+        self.dx, self.boundary, self.laplacian = dx, boundary, laplacian
 
     def __call__(self, t, u, args=None):
-        mu = u ** 3 - u - self.gamma * laplacian(u, self.dx, self.boundary)
-        return self.D * laplacian(mu, self.dx, self.boundary)
+        mu = u ** 3 - u - self.gamma * self.laplacian(u, self.dx, self.boundary)
+        return self.D * self.laplacian(mu, self.dx, self.boundary)
 
     def initial_condition(self, key: jax.Array, shape: Sequence[int] = (64, 64), mean: float = 0.0,
                           noise: float = 0.1) -> jax.Array:
@@ -201,14 +201,14 @@ class FitzHughNagumo(PDE):
     nonnegative: ClassVar = ("D_u", "D_v", "tau")
     simulation: ClassVar = dict(t_end=20.0, dt=0.001, size=64, frames=41)
 
-    def __init__(self, D_u=2.8, D_v=50.0, tau=0.1, k=-0.005, dx: float = 1.5, boundary: str = "periodic"):
+    def __init__(self, D_u=2.8, D_v=50.0, tau=0.1, k=-0.005, dx: float = 1.5, boundary: str = "periodic", laplacian: Discretisation = NinePoint()):
         for name, value in dict(D_u=D_u, D_v=D_v, tau=tau, k=k).items():
             setattr(self, name, float_parameter(value, name))
-        self.dx, self.boundary = dx, boundary
+        self.dx, self.boundary, self.laplacian = dx, boundary, laplacian
 
     def __call__(self, t, x, args=None):
         u, v = x[0], x[1]
-        lap = laplacian(x, self.dx, self.boundary)
+        lap = self.laplacian(x, self.dx, self.boundary)
         return jnp.stack([self.D_u * lap[0] + u - u ** 3 - v + self.k,
                           (self.D_v * lap[1] + u - v) / self.tau])
 
@@ -232,14 +232,14 @@ class Schnakenberg(PDE):
     nonnegative: ClassVar = parameter_names
     simulation: ClassVar = dict(t_end=100.0, dt=0.01, size=64, frames=51)
 
-    def __init__(self, D_u=1.0, D_v=40.0, a=0.1, b=0.9, gamma=2.0, dx: float = 1.0, boundary: str = "periodic"):
+    def __init__(self, D_u=1.0, D_v=40.0, a=0.1, b=0.9, gamma=2.0, dx: float = 1.0, boundary: str = "periodic", laplacian: Discretisation = NinePoint()):
         for name, value in dict(D_u=D_u, D_v=D_v, a=a, b=b, gamma=gamma).items():
             setattr(self, name, float_parameter(value, name))
-        self.dx, self.boundary = dx, boundary
+        self.dx, self.boundary, self.laplacian = dx, boundary, laplacian
 
     def __call__(self, t, x, args=None):
         u, v = x[0], x[1]
-        lap = laplacian(x, self.dx, self.boundary)
+        lap = self.laplacian(x, self.dx, self.boundary)
         uuv = u * u * v
         return jnp.stack([self.D_u * lap[0] + self.gamma * (self.a - u + uuv),
                           self.D_v * lap[1] + self.gamma * (self.b - uuv)])
@@ -261,12 +261,12 @@ class FisherKPP(PDE):
     nonnegative: ClassVar = ("D", "r")
     simulation: ClassVar = dict(t_end=30.0, dt=0.05, size=64, frames=31)
 
-    def __init__(self, D=1.0, r=1.0, dx: float = 1.0, boundary: str = "reflect"):
+    def __init__(self, D=1.0, r=1.0, dx: float = 1.0, boundary: str = "reflect", laplacian: Discretisation = NinePoint()):
         self.D, self.r = float_parameter(D, "D"), float_parameter(r, "r")
-        self.dx, self.boundary = dx, boundary
+        self.dx, self.boundary, self.laplacian = dx, boundary, laplacian
 
     def __call__(self, t, u, args=None):
-        return self.D * laplacian(u, self.dx, self.boundary) + self.r * u * (1 - u)
+        return self.D * self.laplacian(u, self.dx, self.boundary) + self.r * u * (1 - u)
 
     def initial_condition(self, key: jax.Array, shape: Sequence[int] = (64, 64), colonies: int = 3,
                           radius: float = 3.0) -> jax.Array:
@@ -291,14 +291,15 @@ def model_class_by_name(name: str) -> type[PDE]:
     return MODELS[name]
 
 
-def make_model(name: str, dx: float | None = None, boundary: str | None = None, **params) -> PDE:
-    "Build the classic model `name` with some parameters (and optionally `dx`, `boundary`) changed."
+def make_model(name: str, dx: float | None = None, boundary: str | None = None,
+               laplacian: Discretisation | None = None, **params) -> PDE:
+    "Build the classic model `name` with some parameters (and optionally `dx`, `boundary`, `laplacian`) changed."
     cls = model_class_by_name(name)
     unknown = [p for p in params if p not in cls.parameter_names]
     if unknown:
         raise ValueError(f"model {name!r} has no parameter {', '.join(map(repr, unknown))}; "
                          f"its parameters are {', '.join(cls.parameter_names)}")
-    extra = {k: v for k, v in dict(dx=dx, boundary=boundary).items() if v is not None}
+    extra = {k: v for k, v in dict(dx=dx, boundary=boundary, laplacian=laplacian).items() if v is not None}
     return cls(**params, **extra)
 
 # %% ../../nbs/pde/01_classic.ipynb #bmp0002
@@ -332,16 +333,16 @@ class BMP4Noggin(PDE):
     simulation: ClassVar = dict(t_end=200.0, dt=0.05, size=40, frames=21)
 
     def __init__(self, D_b=0.1, D_n=3.0, production_b=0.1, production_n=0.1, inhibition=0.05, saturation=0.5,
-                 decay_b=0.1, decay_n=0.1, basal=0.001, dx: float = 1.0, boundary: str = "zero"):
+                 decay_b=0.1, decay_n=0.1, basal=0.001, dx: float = 1.0, boundary: str = "zero", laplacian: Discretisation = NinePoint()):
         for name, value in dict(D_b=D_b, D_n=D_n, production_b=production_b, production_n=production_n,
                                 inhibition=inhibition, saturation=saturation, decay_b=decay_b, decay_n=decay_n,
                                 basal=basal).items():
             setattr(self, name, float_parameter(value, name))
-        self.dx, self.boundary = dx, boundary
+        self.dx, self.boundary, self.laplacian = dx, boundary, laplacian
 
     def __call__(self, t, u, args=None):
         b, n, m = u[0], u[1], u[2]
-        lap = laplacian(u[:2], self.dx, self.boundary)
+        lap = self.laplacian(u[:2], self.dx, self.boundary)
         auto = self.production_b * b * b / ((self.inhibition + n) * (1 + self.saturation * b * b))
         db = self.D_b * lap[0] + auto - self.decay_b * b + self.basal
         dn = self.D_n * lap[1] + self.production_n * b * b - self.decay_n * n
@@ -372,7 +373,7 @@ class Masked(PDE):
         if c is not None and not -(c + 1) <= mask_channel <= c:
             raise ValueError(f"mask_channel {mask_channel} does not exist in a state of {c} + 1 channels")
         self.model, self.mask_channel = model, int(mask_channel)
-        self.dx, self.boundary = model.dx, model.boundary
+        self.dx, self.boundary, self.laplacian = model.dx, model.boundary, model.laplacian
 
     @property
     def n_channels(self) -> int | None:

@@ -16,13 +16,15 @@ from ..cli import (add_batch_option, add_boundary_option, add_lr_option, add_tra
 
 
 # %% auto #0
-__all__ = ['CLASSIC', 'NEURAL', 'METHOD_NAMES', 'add_commands', 'config_from_args', 'simulate_command', 'fit_command']
+__all__ = ['CLASSIC', 'NEURAL', 'METHOD_NAMES', 'LAPLACIAN_NAMES', 'add_commands', 'config_from_args', 'simulate_command',
+           'fit_command']
 
 # %% ../../nbs/pde/05_cli.ipynb #b148bca4
 CLASSIC = ("gray-scott", "chhabra", "hillen-painter", "cahn-hilliard", "fitzhugh-nagumo", "schnakenberg",
            "fisher-kpp", "heat")  # the names of dpattern.pde.classic.MODELS, here so `--help` needs no JAX
 NEURAL = ("neural-rda", "neural-chemotaxis")
 METHOD_NAMES = ("euler", "heun", "midpoint", "ralston", "bosh3", "tsit5", "dopri5")  # dpattern.pde.runs.METHODS
+LAPLACIAN_NAMES = ("five-point", "nine-point", "fourth-order", "spectral")  # dpattern.pde.runs.LAPLACIANS
 
 
 def _param(text: str) -> tuple[str, float]:
@@ -45,6 +47,12 @@ def add_commands(subparsers) -> None:
                                 description="Simulate classic pattern-forming PDEs and fit PDEs to trajectories.")
     sub = pde.add_subparsers(dest="pde_command", metavar="SUBCOMMAND", required=True)
 
+    _add_simulate(sub)
+    _add_fit(sub)
+
+# %% ../../nbs/pde/05_cli.ipynb #c90cc5df
+def _add_simulate(sub) -> None:
+    "The `simulate` subcommand and its flags."
     s = sub.add_parser("simulate", help="solve a classic model; write trajectory.npz and animation.gif",
                        description="Solve a classic PDE from its random initial condition and write "
                                    "DIR/trajectory.npz (t [K], u [K, C, N, N], dx), DIR/animation.gif and DIR/run.json.")
@@ -59,17 +67,24 @@ def add_commands(subparsers) -> None:
     s.add_argument("--dt", type=positive_float, help="time step (default: the model's)")
     s.add_argument("--method", help=f"solver: {', '.join(METHOD_NAMES)} (default heun)")
     s.add_argument("--adaptive", action="store_true", default=None, help="adaptive steps (PID control)")
+    s.add_argument("--laplacian", help=f"spatial discretisation: {', '.join(LAPLACIAN_NAMES)} (default nine-point)")
     s.add_argument("--seed", type=int, help="random seed of the initial condition (default 0)")
     s.add_argument("--out", default=None, help="output directory (default runs/pde-simulate-MODEL)")
     s.add_argument("--overwrite", action="store_true", help="replace the files of an earlier simulation in --out")
     s.set_defaults(func=simulate_command)
 
+# %% ../../nbs/pde/05_cli.ipynb #41fa1967
+def _add_fit(sub) -> None:
+    "The `fit` subcommand and its flags."
     f = sub.add_parser("fit", help="fit a PDE to a trajectory (default: recover Gray-Scott's parameters)",
                        description="Fit a classic model's parameters, or train a neural PDE, on a trajectory "
                                    "by multiple shooting. Writes DIR/params.json, checkpoints, TensorBoard logs, "
                                    "DIR/comparison.png and DIR/run.json. Without --data, simulates the model, adds "
                                    "noise and starts its parameters 30%% off.")
-    f.add_argument("--data", help="trajectory .npz with t [K], u [K, C, H, W] (and dx)")
+    f.add_argument("--data", nargs="+", metavar="FILE",
+                   help="trajectory .npz files with t [K], u [K, C, H, W] (and dx); several: one fit over all")
+    f.add_argument("--weights", type=positive_float, nargs="+", metavar="W",
+                   help="each --data file's weight in the loss (default: all 1)")
     f.add_argument("--model", help=f"one of: {', '.join((*CLASSIC, *NEURAL))} (default gray-scott)")
     f.add_argument("--fit", nargs="+", metavar="NAME", help="parameters to fit (default: all)")
     f.add_argument("--init", type=_param, action="append", metavar="NAME=VALUE",
@@ -81,6 +96,8 @@ def add_commands(subparsers) -> None:
     f.add_argument("--dt", type=positive_float, help="solver step (default: the model's, 1 for neural)")
     f.add_argument("--method", help=f"solver: {', '.join(METHOD_NAMES)} (default heun)")
     add_boundary_option(f, help="boundary mode of the model (default periodic)")
+    f.add_argument("--laplacian", help=f"spatial discretisation: {', '.join(LAPLACIAN_NAMES)} (default: the one "
+                                       f"recorded in the data file, else spectral on periodic grids, fourth-order on others)")
     f.add_argument("--hidden", type=nonnegative_int, help="hidden channels of a neural model (default 0)")
     f.add_argument("--cells", type=positive_int, help="cell channels of neural-chemotaxis (default 1)")
     f.add_argument("--width", type=positive_int, help="hidden width of a neural model's MLPs (default 32)")
@@ -91,7 +108,6 @@ def add_commands(subparsers) -> None:
     add_training_options(f, iters=300, out_help="run directory (default runs/pde-fit-MODEL)")
     f.set_defaults(iters=None, seed=None)       # unset flags take the configuration's defaults (or a resumed run's)
     f.set_defaults(func=fit_command)
-
 
 # %% ../../nbs/pde/05_cli.ipynb #0012368f
 def config_from_args(args: argparse.Namespace, config_class) -> dict:
@@ -129,7 +145,8 @@ def _fit_config(args):
         if (m["family"], m["command"]) != ("pde", "fit"):
             raise UsageError(f"--resume: {out} holds a `{m['family']} {m['command']}` run, not `pde fit`")
         names = {f.name for f in dataclasses.fields(FitConfig)}
-        saved = {k: (tuple(v) if k == "fit" and v is not None else v) for k, v in m["config"].items() if k in names}
+        saved = {k: (tuple(v) if k in ("fit", "data", "weights") and isinstance(v, list) else v)
+                 for k, v in m["config"].items() if k in names}
         given = resume_config(saved, given)
     return FitConfig(**given), out
 
@@ -151,7 +168,6 @@ def fit_command(args) -> int:
     solver = runs.fit_solver(cfg, model, data)
     result, report = runs.run_fit(cfg, data, model, solver, out, resume=args.resume, overwrite=args.overwrite,
                                   progress=not args.quiet, callbacks=[figure_callback(data.t, data.u, solver)])
-    print(json.dumps({k: report[k] for k in ("fitted", "relative_error") if k in report}, indent=1))
+    print(json.dumps({k: report[k] for k in ("fitted", "relative_error", "trajectories") if k in report}, indent=1))
     print(f"wrote {out / 'params.json'}, {out / 'comparison.png'}, checkpoints and logs in {out}")
     return 0
-

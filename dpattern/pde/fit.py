@@ -21,14 +21,16 @@ import optax
 
 from ..core.checkpoint import atomic_write
 from ..core.logging import NullLogger
+from ..core.operators import Discretisation, FourthOrder, Spectral
 from ..core.losses import gradient_l2, l1, l2
 from ..core.train import Task, TrainResult, default_optimiser, train
 from .solver import PDE, Solver, check_times
 
 # %% auto #0
-__all__ = ['LOSSES', 'check_trajectory', 'save_trajectory', 'load_trajectory', 'comparison_figure', 'ShootingTask',
-           'keep_nonnegative', 'scale_by_magnitude', 'trainable_fields', 'check_fit_names', 'fit_optimiser', 'fit',
-           'estimate_hidden', 'forecast', 'forecast_errors']
+__all__ = ['LOSSES', 'check_trajectory', 'save_trajectory', 'load_trajectory', 'comparison_figure', 'trajectory_groups',
+           'ShootingTask', 'trajectory_losses', 'keep_nonnegative', 'scale_by_magnitude', 'trainable_fields',
+           'check_fit_names', 'fit_optimiser', 'fit', 'recommended_laplacian', 'estimate_hidden', 'forecast',
+           'forecast_errors']
 
 # %% ../../nbs/pde/03_fit.ipynb #304e7665
 def check_trajectory(t, u, dx=None, name: str = "data") -> tuple[np.ndarray, np.ndarray]:
@@ -45,7 +47,10 @@ def check_trajectory(t, u, dx=None, name: str = "data") -> tuple[np.ndarray, np.
     for a, what in ((t, "times t"), (u, "frames u")):
         if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
             raise ValueError(f"{name}: {what} must be real numbers, got dtype {a.dtype}")
-    check_times(t.astype(np.float64))
+    try:
+        check_times(t.astype(np.float64))
+    except ValueError as e:
+        raise ValueError(f"{name}: {e}") from None
     if min(u.shape[-2:]) < 3:
         raise ValueError(f"{name}: frames are {u.shape[-2]}x{u.shape[-1]}; need at least 3x3 cells")
     bad = int((~np.isfinite(u)).sum())
@@ -58,7 +63,7 @@ def check_trajectory(t, u, dx=None, name: str = "data") -> tuple[np.ndarray, np.
             raise ValueError(f"{name}: dx must be a positive number, got {a.item() if a.ndim == 0 else a!r}")
     return t.astype(np.float64), u.astype(np.float32)
 
-
+# %% ../../nbs/pde/03_fit.ipynb #7b107a1c
 def save_trajectory(path: str | os.PathLike, t, u, dx: float, **metadata) -> Path:
     "Write `t`, `u`, `dx` (and JSON-able `metadata`, stored as the string array `metadata`) to an `.npz`, atomically."
     t, u = check_trajectory(t, u, dx)
@@ -111,117 +116,249 @@ def comparison_figure(t, data, prediction, channel: int = 0, frames: int = 5, ti
     fig.tight_layout()
     return fig
 
-# %% ../../nbs/pde/03_fit.ipynb #590c5e6e
+# %% ../../nbs/pde/03_fit.ipynb #62cf9893
 LOSSES = {"l2": l2, "l1": l1, "gradient_l2": gradient_l2}
 
 
-class ShootingTask(Task):
-    """Multiple shooting: from observed frame `p`, solve `window` frames ahead in the data's times and
-    compare the observed channels; hidden channels are carried in the task state and bootstrapped."""
+def _positive_weights(weights, n: int) -> list[float]:
+    weights = [1.0] * n if weights is None else list(weights)
+    if len(weights) != n:
+        raise ValueError(f"{len(weights)} weights for {n} trajectories; give one weight per trajectory")
+    for w in weights:
+        if isinstance(w, bool) or not isinstance(w, (int, float, np.integer, np.floating)) or not (
+                math.isfinite(w) and w > 0):
+            raise ValueError(f"trajectory weights must be finite numbers > 0, got {w!r}")
+    return [float(w) for w in weights]
 
-    times: jax.Array  # [K]
-    data: jax.Array  # [K, B, C_obs, H, W]
+
+def trajectory_groups(t, u, weights=None, names=None) -> list[tuple]:
+    """Trajectories checked and grouped by shape `(K, H, W)`: per group `(times [N, K], frames [K, N, C, H, W],
+    weights [N], names)`. `t`, `u` are one trajectory (`u [K, C, H, W]`, or `[K, B, C, H, W]` sharing the
+    times `t`) or lists of them, of any grid sizes; `weights` and `names` have one entry per `t`."""
+    many = isinstance(u, (list, tuple))
+    ts, us = (list(t), list(u)) if many else ([t], [u])
+    if len(ts) != len(us) or not us:
+        raise ValueError(f"{len(ts)} time arrays for {len(us)} trajectories; give one each (at least one)")
+    names = [f"trajectory {i}" if many else "data" for i in range(len(us))] if names is None else list(names)
+    if len(names) != len(us):
+        raise ValueError(f"{len(names)} names for {len(us)} trajectories; give one name per trajectory")
+    weights, found = _positive_weights(weights, len(us)), {}
+    for ti, ui, wi, ni in zip(ts, us, weights, names):
+        ti, ui = check_trajectory(ti, ui, name=str(ni))
+        ui = ui[:, None] if ui.ndim == 4 else ui
+        if found and ui.shape[2] != next(iter(found.values()))[0][1].shape[2]:
+            first = next(iter(found.values()))[0]
+            raise ValueError(f"{ni}: {ui.shape[2]} channels, but {first[3]} has {first[1].shape[2]}; every "
+                             f"trajectory of a fit needs the same channels")
+        found.setdefault((len(ti), *ui.shape[-2:]), []).append((ti, ui, wi, str(ni)))
+    out = []
+    for members in found.values():
+        times = np.concatenate([np.broadcast_to(ti, (ui.shape[1], len(ti))) for ti, ui, _, _ in members])
+        frames = np.concatenate([ui for _, ui, _, _ in members], axis=1)
+        w = np.concatenate([np.full(ui.shape[1], wi) for _, ui, wi, _ in members])
+        labels = tuple(ni if ui.shape[1] == 1 else f"{ni}[{b}]" for _, ui, _, ni in members for b in range(ui.shape[1]))
+        out.append((times, frames, w, labels))
+    return out
+
+# %% ../../nbs/pde/03_fit.ipynb #0dbc6b4b
+def _windows(task, g: int, state, start: jax.Array, traj: jax.Array) -> dict:
+    "The windows of group `g` starting at frames `start` of its trajectories `traj`, as a batch."
+    idx = start[:, None] + jnp.arange(task.window + 1)                     # frames p .. p+L
+    frames = task.group_data[g][idx, traj[:, None]]                      # [B, L+1, C_obs, H, W]
+    u0 = frames[:, 0]
+    if task.hidden:
+        u0 = jnp.concatenate([u0, state[start, traj]], axis=1)
+    return dict(start=start, trajectory=traj, u0=u0, times=task.group_times[g][traj[:, None], idx],
+                target=frames[:, 1:])
+
+
+def _sample_group(task, g: int, state, key) -> dict:
+    k1, k2 = jax.random.split(key)
+    n_frames, n_traj = task.group_data[g].shape[:2]
+    start = jax.random.randint(k1, (task.per_group,), 0, n_frames - task.window)
+    traj = jax.random.randint(k2, (task.per_group,), 0, n_traj)
+    return _windows(task, g, state, start, traj)
+
+
+def _group_errors(task, model, g: int, batch: dict) -> tuple[jax.Array, jax.Array | None]:
+    "Errors `[B, L]` of each window and frame of group `g`'s batch, and the predicted hidden channels."
+    ys = task.predict(model, batch["u0"], batch["times"], g)[:, 1:]      # predictions at t_{p+1} .. t_{p+L}
+    s = task.scale[:, None, None]
+    err = LOSSES[task.loss_name](ys[:, :, :task.observed] * s, batch["target"] * s)
+    return err, (ys[:, :, task.observed:] if task.hidden else None)
+
+
+def _update_group(task, state, batch: dict, aux):
+    idx = batch["start"][:, None] + 1 + jnp.arange(task.window)           # prediction j belongs to frame p+j
+    return state.at[idx, batch["trajectory"][:, None]].set(jax.lax.stop_gradient(aux))
+
+# %% ../../nbs/pde/03_fit.ipynb #b235ff4e
+def _check_options(window, hidden, loss, batch_size, solver, frames: int) -> Solver:
+    "Refuse bad settings of a `ShootingTask` (`frames`: the fewest frames of its trajectories); the solver to use."
+    if int(window) != window or not 1 <= window <= frames - 1:
+        raise ValueError(f"window must be an integer between 1 and {frames - 1} (frames - 1), got {window!r}")
+    if int(hidden) != hidden or hidden < 0:
+        raise ValueError(f"hidden must be a non-negative integer, got {hidden!r}")
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; expected one of {', '.join(LOSSES)}")
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    solver = solver or Solver()
+    if not isinstance(solver, Solver):
+        raise TypeError(f"solver must be a dpattern Solver, got {type(solver).__name__}")
+    return dataclasses.replace(solver, throw=False)  # a failed solve gives inf: the trainer stops
+
+
+def _single(task) -> bool:
+    return len(task.group_data) == 1
+
+
+def _per_group(task, x) -> list:
+    "A state, batch or aux as a list of one entry per group."
+    return [x] if _single(task) else list(x)
+
+
+def _pack(task, parts: list):
+    return parts[0] if _single(task) else list(parts)
+
+
+def _init(task, key):
+    "Hidden-channel estimates at every frame, `[K, N, hidden, H, W]` per group (zeros), or `None`."
+    if not task.hidden:
+        return None
+    return _pack(task, [jnp.zeros((*d.shape[:2], task.hidden, *d.shape[-2:]), d.dtype) for d in task.group_data])
+
+
+def _sample(task, state, key):
+    n = len(task.group_data)
+    keys = [key] if n == 1 else [jax.random.fold_in(key, g) for g in range(n)]
+    states = _per_group(task, state) if task.hidden else [None] * n
+    return _pack(task, [_sample_group(task, g, s, k) for g, (s, k) in enumerate(zip(states, keys))])
+
+
+def _loss(task, model, batch):
+    batches = _per_group(task, batch)
+    parts = [_group_errors(task, model, g, b) for g, b in enumerate(batches)]
+    if task.plain_mean:
+        loss = jnp.mean(parts[0][0])
+    else:
+        loss = sum(jnp.sum(jnp.mean(err, axis=1) * task.sample_weights[g][b["trajectory"]])
+                   for g, ((err, _), b) in enumerate(zip(parts, batches))) / task.per_group
+    return loss, (_pack(task, [a for _, a in parts]) if task.hidden else None)
+
+
+def _update(task, state, batch, aux):
+    if not task.hidden:
+        return state
+    return _pack(task, [_update_group(task, s, b, a) for s, b, a in
+                        zip(_per_group(task, state), _per_group(task, batch), _per_group(task, aux))])
+
+# %% ../../nbs/pde/03_fit.ipynb #7ac40d80
+def _check(task, model) -> None:
+    if not isinstance(model, PDE):
+        raise TypeError(f"model must be a dpattern PDE, got {type(model).__name__}")
+    want = task.observed + task.hidden
+    if model.n_channels is not None and model.n_channels != want:
+        raise ValueError(f"{type(model).__name__} has {model.n_channels} channels but the data has "
+                         f"{task.observed} observed + {task.hidden} hidden = {want}")
+    for d in task.group_data:
+        model.check_state(np.zeros((want, *d.shape[-2:]), np.float32), "a data frame")
+
+# %% ../../nbs/pde/03_fit.ipynb #3b9d4010
+class ShootingTask(Task):
+    """Multiple shooting: from observed frame `p` of a trajectory, solve `window` frames ahead in its own times
+    and compare the observed channels; hidden channels are carried in the task state and bootstrapped. Several
+    trajectories (lists `t`, `u`) form groups of one shape; each group draws `batch_size` windows a step, and
+    the loss weights each trajectory by its weight. With one group, states and batches are that group's own."""
+
+    group_times: tuple  # per group: times [N, K]
+    group_data: tuple  # per group: frames [K, N, C_obs, H, W]
+    sample_weights: tuple  # per group [N]: weight x N / (sum of all weights), so the loss is a weighted mean
     scale: jax.Array  # [C_obs] 1 / range (max - min) of each observed channel
     window: int = eqx.field(static=True)
     hidden: int = eqx.field(static=True)
-    max_interval: float = eqx.field(static=True)
+    max_intervals: tuple = eqx.field(static=True)  # per group: the largest gap between frames
     solver: Solver
     loss_name: str = eqx.field(static=True)
+    names: tuple = eqx.field(static=True)  # per group: the trajectories' names
+    per_group: int = eqx.field(static=True)
+    plain_mean: bool = eqx.field(static=True)  # one group of equal weights: the loss is the plain mean
 
     def __init__(self, t, u, window: int = 4, batch_size: int = 4, hidden: int = 0, solver: Solver | None = None,
-                 loss: str = "l2"):
-        t, u = check_trajectory(t, u)
-        if u.ndim == 4:
-            u = u[:, None]
-        k = len(t)
-        if int(window) != window or not 1 <= window <= k - 1:
-            raise ValueError(f"window must be an integer between 1 and {k - 1} (frames - 1), got {window!r}")
-        if int(hidden) != hidden or hidden < 0:
-            raise ValueError(f"hidden must be a non-negative integer, got {hidden!r}")
-        if loss not in LOSSES:
-            raise ValueError(f"unknown loss {loss!r}; expected one of {', '.join(LOSSES)}")
-        if int(batch_size) != batch_size or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        solver = solver or Solver()
-        if not isinstance(solver, Solver):
-            raise TypeError(f"solver must be a dpattern Solver, got {type(solver).__name__}")
-        self.solver = dataclasses.replace(solver, throw=False)  # a failed solve gives inf: the trainer stops
-        self.times, self.data = jnp.asarray(t, jnp.float32), jnp.asarray(u)
-        span = u.max(axis=(0, 1, 3, 4)) - u.min(axis=(0, 1, 3, 4))
+                 loss: str = "l2", weights=None, names=None):
+        groups = trajectory_groups(t, u, weights, names)
+        self.solver = _check_options(window, hidden, loss, batch_size, solver, min(len(g[1]) for g in groups))
+        self.group_times = tuple(jnp.asarray(g[0], jnp.float32) for g in groups)
+        self.group_data = tuple(jnp.asarray(g[1]) for g in groups)
+        total = sum(float(g[2].sum()) for g in groups)
+        self.sample_weights = tuple(jnp.asarray(g[2] * len(g[2]) / total, jnp.float32) for g in groups)
+        span = (np.max([g[1].max(axis=(0, 1, 3, 4)) for g in groups], axis=0)
+                - np.min([g[1].min(axis=(0, 1, 3, 4)) for g in groups], axis=0))
         self.scale = jnp.asarray(1.0 / np.maximum(span, 1e-6 * max(float(span.max()), 1e-12)), jnp.float32)
-        self.window, self.hidden, self.batch_size = int(window), int(hidden), int(batch_size)
-        self.max_interval = float(np.max(np.diff(t)))
-        self.loss_name = loss
+        self.window, self.hidden, self.per_group = int(window), int(hidden), int(batch_size)
+        self.batch_size = self.per_group * len(groups)
+        self.max_intervals = tuple(float(np.max(np.diff(g[0], axis=1))) for g in groups)
+        self.loss_name, self.names = loss, tuple(g[3] for g in groups)
+        self.plain_mean = len(groups) == 1 and bool(np.all(groups[0][2] == groups[0][2][0]))
 
-    @property
-    def observed(self) -> int:
-        "Number of observed channels."
-        return self.data.shape[2]
+    observed = property(lambda self: self.group_data[0].shape[2], doc="Number of observed channels.")
+    group_sizes = property(lambda self: (self.per_group,) * len(self.group_data), doc="Windows per group and step.")
+    data = property(lambda self: _pack(self, self.group_data), doc="The frames `[K, N, C_obs, H, W]` (a list: per group).")
+    check = lambda self, model: _check(self, model)
+    init = lambda self, key: _init(self, key)
+    sample = lambda self, state, key: _sample(self, state, key)
+    loss = lambda self, model, batch, key: _loss(self, model, batch)
+    update = lambda self, state, batch, aux: _update(self, state, batch, aux)
+    log = lambda self, model, state, step, logger, key: _log(self, model, state, step, logger)
 
-    def check(self, model) -> None:
-        if not isinstance(model, PDE):
-            raise TypeError(f"model must be a dpattern PDE, got {type(model).__name__}")
-        want = self.observed + self.hidden
-        if model.n_channels is not None and model.n_channels != want:
-            raise ValueError(f"{type(model).__name__} has {model.n_channels} channels but the data has "
-                             f"{self.observed} observed + {self.hidden} hidden = {want}")
-        model.check_state(np.zeros((want, *self.data.shape[-2:]), np.float32), "a data frame")
+    def predict(self, model, u0: jax.Array, times: jax.Array, group: int = 0) -> jax.Array:
+        "Solve each `u0 [B, C, H, W]` over its own `times [B, L+1]` (grid of group `group`): `[B, L+1, C, H, W]`."
+        return jax.vmap(lambda u, t: self.solver(model, u, t, self.max_intervals[group]))(u0, times)
 
-    def init(self, key):
-        "Hidden-channel estimates at every frame, `[K, B, hidden, H, W]` (zeros), or `None`."
-        if not self.hidden:
-            return None
-        k, b, _, h, w = self.data.shape
-        return jnp.zeros((k, b, self.hidden, h, w), self.data.dtype)
-
-    def sample(self, state, key):
-        k1, k2 = jax.random.split(key)
-        n_frames, n_traj = self.data.shape[:2]
-        start = jax.random.randint(k1, (self.batch_size,), 0, n_frames - self.window)
-        traj = jax.random.randint(k2, (self.batch_size,), 0, n_traj)
-        idx = start[:, None] + jnp.arange(self.window + 1)               # frames p .. p+L
-        frames = self.data[idx, traj[:, None]]                           # [B, L+1, C_obs, H, W]
-        u0 = frames[:, 0]
-        if self.hidden:
-            u0 = jnp.concatenate([u0, state[start, traj]], axis=1)
-        return dict(start=start, trajectory=traj, u0=u0, times=self.times[idx], target=frames[:, 1:])
-
-    def predict(self, model, u0: jax.Array, times: jax.Array) -> jax.Array:
-        "Solve each `u0 [B, C, H, W]` over its own `times [B, L+1]`: `[B, L+1, C, H, W]`."
-        return jax.vmap(lambda u, t: self.solver(model, u, t, self.max_interval))(u0, times)
-
-    def loss(self, model, batch, key):
-        ys = self.predict(model, batch["u0"], batch["times"])[:, 1:]     # predictions at t_{p+1} .. t_{p+L}
-        s = self.scale[:, None, None]
-        err = LOSSES[self.loss_name](ys[:, :, :self.observed] * s, batch["target"] * s)
-        return jnp.mean(err), (ys[:, :, self.observed:] if self.hidden else None)
-
-    def update(self, state, batch, aux):
-        if not self.hidden:
-            return state
-        idx = batch["start"][:, None] + 1 + jnp.arange(self.window)     # prediction j belongs to frame p+j
-        return state.at[idx, batch["trajectory"][:, None]].set(jax.lax.stop_gradient(aux))
-
-    def log(self, model, state, step, logger, key):
-        if isinstance(logger, NullLogger):
-            return
-        if model.parameter_names:
-            for name, value in model.parameters().items():
-                if np.ndim(value) == 0:
-                    logger.scalar(f"parameters/{name}", value, step)
-        u0 = self.data[0, :1]
-        if self.hidden:
-            u0 = jnp.concatenate([u0, state[0, :1]], axis=1)
-        times = self.times[:self.window + 1][None]
-        ys = _predict(self, model, u0, times)[0]
-        fig = comparison_figure(np.asarray(self.times[:self.window + 1]), np.asarray(self.data[:self.window + 1, 0]),
-                                np.asarray(ys[:, :self.observed]))
-        logger.figure("prediction/window", fig, step)
-
-# %% ../../nbs/pde/03_fit.ipynb #2ba34261
+# %% ../../nbs/pde/03_fit.ipynb #db33dc9b
 @eqx.filter_jit
-def _predict(task: ShootingTask, model, u0, times):
-    return task.predict(model, u0, times)
+def _predict(task, model, u0, times, group: int = 0):
+    return task.predict(model, u0, times, group)
+
+
+@eqx.filter_jit
+def _window_loss(task, model, g: int, state, start, traj):
+    err, _ = _group_errors(task, model, g, _windows(task, g, state, start, traj))
+    return jnp.mean(err)
+
+
+def trajectory_losses(task: ShootingTask, model, state=None, windows: int = 8) -> dict[str, float]:
+    """The loss of each trajectory of `task` on up to `windows` evenly spaced windows (hidden channels from the
+    task `state`; zeros if it is `None`): `{name: loss}`."""
+    state = task.init(None) if state is None else state
+    states = _per_group(task, state) if task.hidden else [None] * len(task.group_data)
+    out = {}
+    for g, (data, names) in enumerate(zip(task.group_data, task.names)):
+        k = data.shape[0] - task.window
+        start = jnp.asarray(np.unique(np.linspace(0, k - 1, min(windows, k)).round().astype(np.int32)))
+        for i, name in enumerate(names):
+            out[name] = float(_window_loss(task, model, g, states[g], start, jnp.full_like(start, i)))
+    return out
+
+
+def _log(task, model, state, step, logger) -> None:
+    "Parameters, each trajectory's loss (several trajectories) and a window of the first trajectory, to `logger`."
+    if isinstance(logger, NullLogger):
+        return
+    if model.parameter_names:
+        for name, value in model.parameters().items():
+            if np.ndim(value) == 0:
+                logger.scalar(f"parameters/{name}", value, step)
+    if sum(len(n) for n in task.names) > 1:
+        for name, value in trajectory_losses(task, model, state).items():
+            logger.scalar(f"trajectory_loss/{name}", value, step)
+    u0, times = task.group_data[0][0, :1], task.group_times[0][:1, :task.window + 1]
+    if task.hidden:
+        u0 = jnp.concatenate([u0, _per_group(task, state)[0][0, :1]], axis=1)
+    ys = _predict(task, model, u0, times)[0]
+    fig = comparison_figure(np.asarray(times[0]), np.asarray(task.group_data[0][:task.window + 1, 0]),
+                            np.asarray(ys[:, :task.observed]))
+    logger.figure("prediction/window", fig, step)
 
 # %% ../../nbs/pde/03_fit.ipynb #a3dfb643
 def _field_name(path) -> str | None:
@@ -297,8 +434,8 @@ def fit_optimiser(model, steps: int, learning_rate: float | None = None, fit: Se
 # %% ../../nbs/pde/03_fit.ipynb #376b2e66
 def fit(
     model: PDE,  # the model to fit (its current values are the starting point)
-    t,  # times [K]
-    u,  # observed frames [K, C, H, W] or [K, B, C, H, W]
+    t,  # times [K] (several trajectories: a list, one per trajectory)
+    u,  # observed frames [K, C, H, W] or [K, B, C, H, W] (or a list of them, any grid sizes)
     steps: int = 300,  # optimisation steps
     key: jax.Array | None = None,  # PRNG key of the run (default: key 0)
     fit: Sequence[str] | None = None,  # fields to fit (default: all trainable)
@@ -308,13 +445,14 @@ def fit(
     learning_rate: float | None = None,  # default: 0.1 relative (classic) or 2e-3 (neural)
     loss: str = "l2",  # 'l2', 'l1' or 'gradient_l2', on channels scaled to unit variance
     optimiser: optax.GradientTransformation | None = None,  # overrides `fit_optimiser`
+    weights: Sequence[float] | None = None,  # each trajectory's weight in the loss (default: all 1)
+    names: Sequence[str] | None = None,  # each trajectory's name, for logs
     **train_options,  # passed to `dpattern.core.train.train` (out, resume, log_every, progress, ...)
 ) -> TrainResult:
-    "Fit `model` to the trajectory `(t, u)` by multiple shooting with the shared trainer."
+    "Fit `model` to the trajectory `(t, u)` -- or to several, `t` and `u` lists -- by multiple shooting with the shared trainer."
     if not isinstance(model, PDE):
         raise TypeError(f"model must be a dpattern PDE, got {type(model).__name__}")
-    t, u = check_trajectory(t, u)
-    observed = u.shape[-3]
+    observed = trajectory_groups(t, u, weights, names)[0][1].shape[2]
     hidden = 0 if model.n_channels is None else model.n_channels - observed
     if hidden < 0:
         raise ValueError(f"the data has {observed} channels but {type(model).__name__} has only {model.n_channels}")
@@ -322,10 +460,16 @@ def fit(
     window = (1 if classic else 4) if window is None else window
     batch_size = (16 if classic else 4) if batch_size is None else batch_size
     solver = solver or Solver(dt=model.simulation["dt"])
-    task = ShootingTask(t, u, window=window, batch_size=batch_size, hidden=hidden, solver=solver, loss=loss)
+    task = ShootingTask(t, u, window=window, batch_size=batch_size, hidden=hidden, solver=solver, loss=loss,
+                        weights=weights, names=names)
     optimiser = optimiser or fit_optimiser(model, steps, learning_rate, fit)
     key = jax.random.key(0) if key is None else key
     return train(model, task, steps, key, optimiser, **train_options)
+
+# %% ../../nbs/pde/03_fit.ipynb #124a2f68
+def recommended_laplacian(boundary: str = "periodic") -> Discretisation:
+    "The discretisation to fit data of unknown origin with: `Spectral()` on periodic grids, `FourthOrder()` otherwise."
+    return Spectral() if boundary == "periodic" else FourthOrder()
 
 # %% ../../nbs/pde/03_fit.ipynb #2812baae
 def estimate_hidden(model: PDE, t, u, solver: Solver, hidden: int) -> jax.Array:

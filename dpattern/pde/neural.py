@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core.mlp import MLP, dense_leading
-from ..core.operators import divergence, flux_diffusion
+from ..core.operators import Discretisation, NinePoint
 from .solver import PDE
 
 # %% auto #0
@@ -86,6 +86,20 @@ def _rda_terms(channels: int, degree: int, width: int, layers: int, activation: 
     advection = mk(ka, 2 * channels, 0.0) if "advection" in terms else None
     return reaction, diffusion, advection
 
+
+def _check_rda(channels, terms, init_diffusion, epsilon, max_speed) -> tuple:
+    "The terms of a `NeuralRDA` as a tuple, after refusing bad settings (one clear error)."
+    terms = tuple(terms)
+    bad = [t for t in terms if t not in TERMS]
+    if bad or not terms:
+        raise ValueError(f"unknown or no terms {bad or terms}; choose from {', '.join(TERMS)}")
+    if int(channels) != channels or channels < 1:
+        raise ValueError(f"channels must be a positive integer, got {channels!r}")
+    if init_diffusion <= 0 or epsilon < 0 or max_speed <= 0:
+        raise ValueError(f"need init_diffusion > 0, epsilon >= 0, max_speed > 0; got {init_diffusion}, "
+                         f"{epsilon}, {max_speed}")
+    return terms
+
 # %% ../../nbs/pde/02_neural.ipynb #3976991b
 class NeuralRDA(PDE):
     r"""Neural reaction–diffusion–advection, state `[C, H, W]`:
@@ -110,20 +124,12 @@ class NeuralRDA(PDE):
     def __init__(self, channels: int, width: int = 32, layers: int = 1, degree: int = 2,
                  terms: Sequence[str] = TERMS, activation: str = "tanh", epsilon: float = 0.01,
                  max_speed: float = 1.0, init_diffusion: float = 0.1, dx: float = 1.0,
-                 boundary: str = "periodic", *, key: jax.Array):
-        terms = tuple(terms)
-        bad = [t for t in terms if t not in TERMS]
-        if bad or not terms:
-            raise ValueError(f"unknown or no terms {bad or terms}; choose from {', '.join(TERMS)}")
-        if int(channels) != channels or channels < 1:
-            raise ValueError(f"channels must be a positive integer, got {channels!r}")
-        if init_diffusion <= 0 or epsilon < 0 or max_speed <= 0:
-            raise ValueError(f"need init_diffusion > 0, epsilon >= 0, max_speed > 0; got {init_diffusion}, "
-                             f"{epsilon}, {max_speed}")
+                 boundary: str = "periodic", laplacian: Discretisation = NinePoint(), *, key: jax.Array):
+        terms = _check_rda(channels, terms, init_diffusion, epsilon, max_speed)
         self.channels, self.width, self.layers, self.degree = int(channels), width, layers, degree
         self.terms, self.activation, self.epsilon = terms, activation, float(epsilon)
         self.max_speed, self.init_diffusion = float(max_speed), float(init_diffusion)
-        self.dx, self.boundary = dx, boundary
+        self.dx, self.boundary, self.laplacian = dx, boundary, laplacian
         self.reaction, self.diffusion, self.advection = _rda_terms(
             self.channels, degree, width, layers, activation, terms, init_diffusion, dx, key)
 
@@ -148,12 +154,25 @@ class NeuralRDA(PDE):
         c = self.coefficients(u)
         du = -self.epsilon * u ** 3
         if "K" in c:
-            du = du + flux_diffusion(c["K"], u, self.dx, self.boundary)
+            du = du + self.laplacian.flux(c["K"], u, self.dx, self.boundary)
         if "v" in c:
-            du = du - divergence(c["v"] * u[None], self.dx, self.boundary)
+            du = du - self.laplacian.divergence(c["v"] * u[None], self.dx, self.boundary)
         if "P" in c:
             du = du + c["P"] - u * c["Q"]
         return du
+
+# %% ../../nbs/pde/02_neural.ipynb #d796f6d7
+def _chemotaxis_terms(cells, signals, width, layers, degree, activation, init_motility, init_signal_diffusion,
+                      dx, key) -> tuple:
+    "The networks `(cell_terms, signal_terms)` and the raw signal diffusion of a `NeuralChemotaxis`, at their starting values."
+    n_in = len(monomials(cells + signals, degree))
+    kc, ks = jax.random.split(key)
+    cell_terms = PixelMLP(n_in, cells * (2 + signals), width, layers, activation, 0.0, key=kc)
+    bias = cell_terms.b[-1].at[:cells].set(inverse_softplus(init_motility * dx * dx))
+    cell_terms = eqx.tree_at(lambda m: m.b[-1], cell_terms, bias)
+    signal_terms = PixelMLP(n_in, 2 * signals, width, layers, activation, inverse_softplus(1e-3), key=ks)
+    signal_diffusion = jnp.full(signals, inverse_softplus(init_signal_diffusion * dx * dx))
+    return cell_terms, signal_terms, signal_diffusion
 
 # %% ../../nbs/pde/02_neural.ipynb #a4701266
 class NeuralChemotaxis(PDE):
@@ -179,7 +198,7 @@ class NeuralChemotaxis(PDE):
     def __init__(self, cells: int = 1, signals: int = 1, width: int = 32, layers: int = 1, degree: int = 2,
                  activation: str = "tanh", epsilon: float = 0.01, max_sensitivity: float = 10.0,
                  init_motility: float = 0.1, init_signal_diffusion: float = 1.0, dx: float = 1.0,
-                 boundary: str = "periodic", *, key: jax.Array):
+                 boundary: str = "periodic", laplacian: Discretisation = NinePoint(), *, key: jax.Array):
         if cells < 1 or signals < 1:
             raise ValueError(f"need at least one cell type and one signal, got cells={cells}, signals={signals}")
         if init_motility <= 0 or init_signal_diffusion <= 0 or epsilon < 0 or max_sensitivity <= 0:
@@ -187,14 +206,9 @@ class NeuralChemotaxis(PDE):
         self.cells, self.signals, self.width, self.layers, self.degree = cells, signals, width, layers, degree
         self.activation, self.epsilon, self.max_sensitivity = activation, float(epsilon), float(max_sensitivity)
         self.init_motility, self.init_signal_diffusion = float(init_motility), float(init_signal_diffusion)
-        self.dx, self.boundary = dx, boundary
-        n_in = len(monomials(cells + signals, degree))
-        kc, ks = jax.random.split(key)
-        self.cell_terms = PixelMLP(n_in, cells * (2 + signals), width, layers, activation, 0.0, key=kc)
-        bias = self.cell_terms.b[-1].at[:cells].set(inverse_softplus(init_motility * dx * dx))
-        self.cell_terms = eqx.tree_at(lambda m: m.b[-1], self.cell_terms, bias)
-        self.signal_terms = PixelMLP(n_in, 2 * signals, width, layers, activation, inverse_softplus(1e-3), key=ks)
-        self.signal_diffusion = jnp.full(signals, inverse_softplus(init_signal_diffusion * dx * dx))
+        self.dx, self.boundary, self.laplacian = dx, boundary, laplacian
+        self.cell_terms, self.signal_terms, self.signal_diffusion = _chemotaxis_terms(
+            cells, signals, width, layers, degree, activation, init_motility, init_signal_diffusion, dx, key)
 
     @property
     def n_channels(self) -> int:
@@ -214,9 +228,9 @@ class NeuralChemotaxis(PDE):
         n = self.cells
         c, s = u[:n], u[n:]
         co = self.coefficients(u)
-        taxis = flux_diffusion(co["chi"] * c[:, None], jnp.broadcast_to(s[None], co["chi"].shape),
+        taxis = self.laplacian.flux(co["chi"] * c[:, None], jnp.broadcast_to(s[None], co["chi"].shape),
                                self.dx, self.boundary).sum(axis=1)
-        dc = flux_diffusion(co["k"], c, self.dx, self.boundary) - taxis + co["g"] - self.epsilon * c ** 3
-        ds = (flux_diffusion(co["D_s"][:, None, None] * jnp.ones_like(s), s, self.dx, self.boundary)
+        dc = self.laplacian.flux(co["k"], c, self.dx, self.boundary) - taxis + co["g"] - self.epsilon * c ** 3
+        ds = (self.laplacian.flux(co["D_s"][:, None, None] * jnp.ones_like(s), s, self.dx, self.boundary)
               + co["P"] - s * co["Q"] - self.epsilon * s ** 3)
         return jnp.concatenate([dc, ds])

@@ -16,17 +16,21 @@ import diffrax
 import jax
 import numpy as np
 
+from ..core.dataset import Trajectory, TrainingSet
+from ..core.operators import Discretisation, FivePoint, FourthOrder, NinePoint, Spectral
 from dpattern.core.run import UsageError, array_bytes, check_memory, prepare_out, write_figure, write_gif, write_json, \
     write_manifest
 from ..core.train import TrainingDiverged, TrainResult
 from .classic import MODELS, make_model, model_class_by_name
-from .fit import comparison_figure, fit, forecast, load_trajectory, save_trajectory
+from .fit import (ShootingTask, comparison_figure, fit, forecast, load_trajectory, recommended_laplacian,
+                              save_trajectory, trajectory_losses)
 from .neural import NeuralChemotaxis, NeuralRDA
 from .solver import PDE, SolveError, Solver, simulate
 
 # %% auto #0
-__all__ = ['METHODS', 'NEURAL', 'MAX_SOLVER_STEPS', 'make_solver', 'check_steps', 'SimulateConfig', 'simulation_settings',
-           'animation_frames', 'run_simulate', 'FitConfig', 'resolve_fit', 'FitData', 'load_fit_data',
+__all__ = ['METHODS', 'NEURAL', 'MAX_SOLVER_STEPS', 'LAPLACIANS', 'make_solver', 'check_steps', 'make_laplacian',
+           'laplacian_name', 'recorded_laplacian', 'SimulateConfig', 'simulation_settings', 'animation_frames',
+           'run_simulate', 'FitConfig', 'resolve_fit', 'FitData', 'read_fit_files', 'load_fit_data', 'fit_laplacian',
            'build_fit_model', 'fit_solver', 'run_fit', 'write_fit_outputs']
 
 # %% ../../nbs/pde/04_runs.ipynb #830b7e63
@@ -58,6 +62,30 @@ def check_steps(solver: Solver, t_end: float, frames: int, flag: str = "--dt") -
     check_memory(array_bytes((steps + frames,), "float64"), f"the step grid of {steps} steps ({flag} {solver.dt:g})")
     return steps
 
+# %% ../../nbs/pde/04_runs.ipynb #ceefd260
+LAPLACIANS = {"five-point": FivePoint, "nine-point": NinePoint, "fourth-order": FourthOrder,
+              "spectral": Spectral}  # --laplacian names
+
+
+def make_laplacian(name: str) -> Discretisation:
+    "The discretisation that a configuration's `laplacian` name stands for."
+    if name not in LAPLACIANS:
+        raise UsageError(f"--laplacian {name!r} is not a discretisation; expected one of {', '.join(LAPLACIANS)}")
+    return LAPLACIANS[name]()
+
+
+def laplacian_name(d: Discretisation) -> str | None:
+    "The name of `d` in `LAPLACIANS`, or `None` for one without a name (such as `NinePoint(diagonal=1/3)`)."
+    return next((n for n, cls in LAPLACIANS.items() if cls() == d), None)
+
+
+def recorded_laplacian(metadata: dict, where: str) -> str | None:
+    "The discretisation name a trajectory's `metadata` records (`None` if none); a `UsageError` naming `where` for an unknown one."
+    name = metadata.get("laplacian")
+    if name is not None and name not in LAPLACIANS:
+        raise UsageError(f"{where}: its metadata records the discretisation {name!r}, not one of {', '.join(LAPLACIANS)}")
+    return name
+
 # %% ../../nbs/pde/04_runs.ipynb #998c9d9d
 @dataclass(frozen=True)
 class SimulateConfig:
@@ -73,12 +101,14 @@ class SimulateConfig:
     method: str = "heun"  # a name in METHODS
     adaptive: bool = False  # PID step-size control
     seed: int = 0  # key of the initial condition
+    laplacian: str | None = None  # a name in LAPLACIANS (default: the model's, nine-point)
 
 
 def simulation_settings(cfg: SimulateConfig) -> tuple[PDE, Solver, int, float, int]:
     "Validate `cfg` and build `(model, solver, size, t_end, frames)`; checks steps and memory before any work."
     cls = model_class_by_name(cfg.model)
-    model = make_model(cfg.model, dx=cfg.dx, boundary=cfg.boundary, **cfg.params)
+    laplacian = None if cfg.laplacian is None else make_laplacian(cfg.laplacian)
+    model = make_model(cfg.model, dx=cfg.dx, boundary=cfg.boundary, laplacian=laplacian, **cfg.params)
     sim = {**PDE.simulation, **cls.simulation}
     size = sim["size"] if cfg.size is None else cfg.size
     frames = sim["frames"] if cfg.frames is None else cfg.frames
@@ -120,7 +150,8 @@ def run_simulate(cfg: SimulateConfig, out, overwrite: bool = False) -> dict:
     u = np.asarray(u)
     out = prepare_out(out, overwrite=True, markers=())
     save_trajectory(out / "trajectory.npz", t, u, model.dx, model=cfg.model, parameters=model.parameters(),
-                    boundary=model.boundary, seed=cfg.seed, method=cfg.method, dt=solver.dt)
+                    boundary=model.boundary, seed=cfg.seed, method=cfg.method, dt=solver.dt,
+                    laplacian=laplacian_name(model.laplacian))
     write_gif(out / "animation.gif", animation_frames(u, 1 if cfg.model == "gray-scott" else 0), fps=12.5)
     write_manifest(out, "pde", "simulate", cfg)
     return dict(frames=frames, shape=list(u.shape), seconds=time.time() - t0,
@@ -131,7 +162,8 @@ def run_simulate(cfg: SimulateConfig, out, overwrite: bool = False) -> dict:
 class FitConfig:
     "Settings of `dpattern pde fit`; `None` means the model kind's default (classic or neural)."
     model: str = "gray-scott"  # a classic model name or neural-rda / neural-chemotaxis
-    data: str | None = None  # trajectory .npz; None: simulate the model, add noise, start 30% off
+    data: tuple | None = None  # trajectory .npz files (any grid sizes); None: simulate, add noise, start 30% off
+    weights: tuple | None = None  # one loss weight per data file (default: all 1)
     fit: tuple | None = None  # parameters to fit (default all)
     init: dict = field(default_factory=dict)  # starting values {name: value}
     window: int | None = None  # frames solved ahead (1 classic, 4 neural)
@@ -149,18 +181,34 @@ class FitConfig:
     iters: int = 300
     seed: int = 0
     devices: int | None = None
+    laplacian: str | None = None  # a name in LAPLACIANS; None: the data's own if recorded, else the recommended one
 
     @property
     def neural(self) -> bool:
         return self.model in NEURAL
+
+# %% ../../nbs/pde/04_runs.ipynb #e522e505
+def _check_weights(cfg: FitConfig) -> None:
+    if cfg.weights is None:
+        return
+    if cfg.data is None or len(cfg.weights) != len(cfg.data):
+        raise UsageError(f"--weights: {len(cfg.weights)} weights for {len(cfg.data or ())} --data files; give one "
+                         f"weight per file")
+    bad = [w for w in cfg.weights if not (isinstance(w, (int, float)) and math.isfinite(w) and w > 0)]
+    if bad:
+        raise UsageError(f"--weights must be finite numbers > 0, got {bad[0]!r}")
 
 
 def resolve_fit(cfg: FitConfig) -> FitConfig:
     "`cfg` checked, with `window` and `batch` filled in; a `UsageError` naming the flag for a bad value."
     if cfg.model not in MODELS and not cfg.neural:
         raise UsageError(f"--model: unknown model {cfg.model!r}; expected one of {', '.join((*MODELS, *NEURAL))}")
+    data = (cfg.data,) if isinstance(cfg.data, (str, Path)) else cfg.data
     cfg = dataclasses.replace(cfg, window=cfg.window or (4 if cfg.neural else 1),
-                              batch=cfg.batch or (4 if cfg.neural else 16))
+                              batch=cfg.batch or (4 if cfg.neural else 16),
+                              data=None if data is None else tuple(str(p) for p in data),
+                              weights=None if cfg.weights is None else tuple(cfg.weights))
+    _check_weights(cfg)
     for flag, v, least in (("--iters", cfg.iters, 0), ("--window", cfg.window, 1), ("--batch", cfg.batch, 1),
                            ("--size", cfg.size, 3), ("--width", cfg.width, 1), ("--cells", cfg.cells, 1),
                            ("--degree", cfg.degree, 1), ("--hidden", cfg.hidden, 0)):
@@ -176,48 +224,89 @@ def resolve_fit(cfg: FitConfig) -> FitConfig:
         if bad:
             raise UsageError(f"--fit {' '.join(bad)}: {cfg.model}'s parameters are {', '.join(names)}")
         make_model(cfg.model, boundary=cfg.boundary, **cfg.init)          # --init names and signs, --boundary
+    if cfg.laplacian is not None:
+        make_laplacian(cfg.laplacian).check(cfg.boundary)                # --laplacian name, and with --boundary
     return cfg
 
 # %% ../../nbs/pde/04_runs.ipynb #99848c06
 @dataclass(frozen=True)
 class FitData:
-    "The trajectory a fit runs on: times `t [K]`, frames `u [K, (B,) C, H, W]`, spacing `dx`, true parameters if known."
+    """The trajectories a fit runs on: the first as times `t [K]` and frames `u [K, C, H, W]`, any others in
+    `more` as `(t, u)` pairs; spacing `dx`, true parameters if known, names and weights of all."""
     t: np.ndarray
     u: np.ndarray
     dx: float
     truth: dict | None = None
     source: str = "simulated"
+    laplacian: str | None = None  # the name of the discretisation that made the data, if known
+    more: tuple = ()  # further trajectories (t, u), any grid sizes
+    names: tuple = ()  # one label per trajectory (empty: one trajectory, named by `source`)
+    weights: tuple = ()  # one loss weight per trajectory (empty: all 1)
+
+    @property
+    def trajectories(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [(self.t, self.u), *self.more]
 
 
-def _fit_memory(cfg: FitConfig, channels: int, h: int, w: int, steps_per_frame: int) -> None:
+def _fit_memory(cfg: FitConfig, channels: int, grids, steps_per_frame: int) -> None:
     "Refuse a fit whose batch of windows cannot fit: states of every solver step kept for the gradient."
     states = cfg.batch * (cfg.window * steps_per_frame + 1) * 4     # saved steps and solver stages
-    check_memory(array_bytes((states, channels + cfg.hidden, h, w)),
-                 f"--batch {cfg.batch} --window {cfg.window} on {h}x{w} grids: one fitting step")
+    grids = sorted(set(grids))
+    check_memory(sum(array_bytes((states, channels + cfg.hidden, h, w)) for h, w in grids),
+                 f"--batch {cfg.batch} --window {cfg.window} on {' and '.join(f'{h}x{w}' for h, w in grids)} "
+                 f"grids: one fitting step")
+
+# %% ../../nbs/pde/04_runs.ipynb #2f62942a
+def _file_trajectories(path: str, weight: float) -> list[Trajectory]:
+    "The trajectories of one `.npz` file (several if its frames are `[K, B, C, H, W]`), checked."
+    traj = load_trajectory(path)                    # shapes, dtypes, lengths, finiteness, dx, metadata
+    u = traj["u"]
+    parts = [(u, path)] if u.ndim == 4 else [(u[:, b], f"{path}[{b}]") for b in range(u.shape[1])]
+    return [Trajectory(f, traj["t"], weight=weight, name=n, dx=traj["dx"], metadata=traj["metadata"]) for f, n in parts]
 
 
+def read_fit_files(cfg: FitConfig) -> FitData:
+    """The trajectories of `cfg.data`, each checked and then checked against the others (channels, grid
+    spacing, recorded discretisation) before anything compiles; every error names the file."""
+    weights = cfg.weights or (1.0,) * len(cfg.data)
+    data = TrainingSet([t for p, w in zip(cfg.data, weights) for t in _file_trajectories(p, w)], min_frames=2)
+    first = data[0]
+    for t in data:
+        if t.dx != first.dx:
+            raise UsageError(f"{t.name}: grid spacing dx = {t.dx:g}, but {first.name} has dx = {first.dx:g}; the "
+                             f"trajectories of one fit need one grid spacing")
+    recorded = {t.name: recorded_laplacian(t.metadata, t.name) for t in data}
+    if len(set(recorded.values())) > 1 and cfg.laplacian is None:
+        raise UsageError(f"the data files record different discretisations ({', '.join(f'{n}: {v}' for n, v in recorded.items())}); "
+                         f"choose the fit's with --laplacian")
+    truths = [t.metadata.get("parameters") if t.metadata.get("model") == cfg.model else None for t in data]
+    truth = truths[0] if not cfg.neural and isinstance(truths[0], dict) and all(x == truths[0] for x in truths) else None
+    many = len(data) > 1
+    return FitData(first.times, first.frames, first.dx, truth, ", ".join(cfg.data), recorded[first.name],
+                   more=tuple((t.times, t.frames) for t in data[1:]), names=data.labels if many else (),
+                   weights=tuple(float(w) for w in data.weights) if many else ())
+
+# %% ../../nbs/pde/04_runs.ipynb #3cc39654
 def load_fit_data(cfg: FitConfig) -> FitData:
     "Read `cfg.data`, or simulate the model (Gray–Scott for neural ones) and add noise; memory checked first."
     cfg = resolve_fit(cfg)
     key = jax.random.key(cfg.seed)
     if cfg.data is not None:
-        traj = load_trajectory(cfg.data)                    # shapes, dtypes, lengths, finiteness, dx, metadata
-        meta = traj["metadata"]
-        truth = meta.get("parameters") if meta.get("model") == cfg.model and not cfg.neural else None
-        return FitData(traj["t"], traj["u"], traj["dx"], truth if isinstance(truth, dict) else None, str(cfg.data))
+        return read_fit_files(cfg)
     source = "gray-scott" if cfg.neural else cfg.model
     true_model = make_model(source, boundary=cfg.boundary)
     sim = {**PDE.simulation, **true_model.simulation}
     channels = true_model.n_channels or 1
     check_memory(array_bytes((sim["frames"] + 8, channels, cfg.size, cfg.size)), f"--size {cfg.size}: the simulated data")
     solver = Solver(dt=sim["dt"])
-    _fit_memory(cfg, channels, cfg.size, cfg.size, solver.steps_per_interval(sim["t_end"] / (sim["frames"] - 1)))
+    _fit_memory(cfg, channels, [(cfg.size, cfg.size)], solver.steps_per_interval(sim["t_end"] / (sim["frames"] - 1)))
     t, u = simulate(true_model, jax.random.fold_in(key, 1), cfg.size)
     u = np.asarray(u)
     span = u.max(axis=(0, 2, 3)) - u.min(axis=(0, 2, 3))
     noise = np.asarray(jax.random.normal(jax.random.fold_in(key, 2), u.shape))
     u = u + cfg.noise * span[None, :, None, None] * noise
-    return FitData(t, u, true_model.dx, None if cfg.neural else true_model.parameters())
+    return FitData(t, u, true_model.dx, None if cfg.neural else true_model.parameters(),
+                   laplacian=laplacian_name(true_model.laplacian))
 
 # %% ../../nbs/pde/04_runs.ipynb #ece2a26b
 def _offset_start(model: PDE, names) -> dict:
@@ -225,25 +314,31 @@ def _offset_start(model: PDE, names) -> dict:
     return {n: model.parameters()[n] * (1.3 if i % 2 == 0 else 0.7) for i, n in enumerate(names)}
 
 
+def fit_laplacian(cfg: FitConfig, data: FitData) -> Discretisation:
+    "The discretisation of the fit: `cfg.laplacian`, else the one that made the data (if recorded), else the recommended one."
+    name = cfg.laplacian or data.laplacian
+    return make_laplacian(name) if name else recommended_laplacian(cfg.boundary)
+
+
 def build_fit_model(cfg: FitConfig, data: FitData) -> PDE:
     "The model to fit: a neural PDE sized to the data, or the classic model at `cfg.init` (simulated data: 30% off)."
-    channels = data.u.shape[-3]
+    channels, lap = data.u.shape[-3], fit_laplacian(cfg, data)
     if cfg.neural:
         key = jax.random.fold_in(jax.random.key(cfg.seed), 3)
         if cfg.model == "neural-rda":
             return NeuralRDA(channels + cfg.hidden, width=cfg.width, degree=cfg.degree, dx=data.dx,
-                             boundary=cfg.boundary, key=key)
+                             boundary=cfg.boundary, laplacian=lap, key=key)
         signals = channels + cfg.hidden - cfg.cells
         if signals < 1:
             raise UsageError(f"neural-chemotaxis needs at least one signal channel: the data has {channels} channels "
                              f"+ --hidden {cfg.hidden}, and --cells is {cfg.cells}")
         return NeuralChemotaxis(cfg.cells, signals, width=cfg.width, degree=cfg.degree, dx=data.dx,
-                                boundary=cfg.boundary, key=key)
+                                boundary=cfg.boundary, laplacian=lap, key=key)
     cls = model_class_by_name(cfg.model)
     init = dict(cfg.init)
     if not init and cfg.data is None:
         init = _offset_start(make_model(cfg.model, dx=data.dx, boundary=cfg.boundary), cfg.fit or cls.parameter_names)
-    model = make_model(cfg.model, dx=data.dx, boundary=cfg.boundary, **init)
+    model = make_model(cfg.model, dx=data.dx, boundary=cfg.boundary, laplacian=lap, **init)
     if model.n_channels is not None and channels != model.n_channels:
         raise UsageError(f"--data has {channels} channels but {cfg.model} has {model.n_channels} "
                          f"({', '.join(cls.channel_names)})")
@@ -255,11 +350,31 @@ def fit_solver(cfg: FitConfig, model: PDE, data: FitData) -> Solver:
     solver = make_solver(cfg.method, cfg.dt or (1.0 if cfg.neural else model.simulation["dt"]))
     if cfg.window > len(data.t) - 1:
         raise UsageError(f"--window {cfg.window} is longer than the data allows ({len(data.t)} frames)")
-    per = solver.steps_per_interval(float(np.max(np.diff(data.t))))
+    if cfg.window > min(len(t) for t, _ in data.trajectories) - 1:
+        raise UsageError(f"--window {cfg.window} is longer than the shortest trajectory allows "
+                         f"({min(len(t) for t, _ in data.trajectories)} frames)")
+    per = max(solver.steps_per_interval(float(np.max(np.diff(t)))) for t, _ in data.trajectories)
     if per * cfg.window > MAX_SOLVER_STEPS:
         raise UsageError(f"--dt {solver.dt:g} would take {per * cfg.window:.3g} solver steps per window; raise --dt")
-    _fit_memory(cfg, data.u.shape[-3], *data.u.shape[-2:], per)
+    _fit_memory(cfg, data.u.shape[-3], [u.shape[-2:] for _, u in data.trajectories], per)
     return solver
+
+# %% ../../nbs/pde/04_runs.ipynb #64e693e3
+def _fit_arrays(data: FitData) -> tuple:
+    "`(t, u, options)` for `fit`: one trajectory as arrays, several as lists with their weights and names."
+    if not data.more:
+        return data.t, data.u, {}
+    ts, us = zip(*data.trajectories)
+    return list(ts), list(us), dict(weights=list(data.weights), names=list(data.names))
+
+
+def _trajectory_report(cfg: FitConfig, data: FitData, model: PDE, solver: Solver) -> dict:
+    "Each trajectory's weight and final loss (hidden channels at zero), for the report."
+    t, u, more = _fit_arrays(data)
+    task = ShootingTask(t, u, cfg.window, cfg.batch, 0 if model.n_channels is None else
+                        model.n_channels - data.u.shape[-3], solver, **more)
+    losses = trajectory_losses(task, model)
+    return {n: dict(weight=w, loss=losses[n]) for n, w in zip(data.names, data.weights)}
 
 # %% ../../nbs/pde/04_runs.ipynb #73fda70e
 def run_fit(cfg: FitConfig, data: FitData, model: PDE, solver: Solver, out, resume: bool = False,
@@ -271,7 +386,8 @@ def run_fit(cfg: FitConfig, data: FitData, model: PDE, solver: Solver, out, resu
     start = model.parameters()
     lr = cfg.lr if cfg.lr is not None else (None if cfg.neural else 0.1)
     try:
-        result = fit(model, data.t, data.u, steps=cfg.iters, key=jax.random.key(cfg.seed), fit=cfg.fit,
+        t, u, more = _fit_arrays(data)
+        result = fit(model, t, u, steps=cfg.iters, key=jax.random.key(cfg.seed), fit=cfg.fit, **more,
                      window=cfg.window, batch_size=cfg.batch, solver=solver, learning_rate=lr, out=out, resume=resume,
                      overwrite=overwrite, devices=cfg.devices, progress=progress, log_every=max(cfg.iters // 5, 1),
                      checkpoint_every=max(cfg.iters // 10, 1), callbacks=callbacks)
@@ -280,13 +396,16 @@ def run_fit(cfg: FitConfig, data: FitData, model: PDE, solver: Solver, out, resu
     fitted = result.model
     report = dict(model=cfg.model, fitted=fitted.parameters(), initial=start, steps=result.step,
                   seconds=round(result.seconds, 1), final_loss=result.losses[-1] if result.losses else None,
-                  data=data.source, window=cfg.window, batch=cfg.batch, solver=dict(method=cfg.method, dt=solver.dt))
+                  data=data.source, window=cfg.window, batch=cfg.batch, solver=dict(method=cfg.method, dt=solver.dt),
+                  laplacian=laplacian_name(model.laplacian))
     if cfg.neural:
         report["hyperparams"] = fitted.hyperparams(encoded=True)
     elif data.truth is not None:
         report["true"] = {k: data.truth[k] for k in fitted.parameters() if k in data.truth}
         report["relative_error"] = {k: (fitted.parameters()[k] / v - 1) if v else None
                                     for k, v in report["true"].items()}
+    if data.more:
+        report["trajectories"] = _trajectory_report(cfg, data, fitted, solver)
     write_fit_outputs(out, cfg, data, fitted, solver, report)
     return result, report
 

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core.model import Model
-from ..core.operators import check_boundary, laplacian
+from ..core.operators import Discretisation, NinePoint, check_boundary
 
 # %% auto #0
 __all__ = ['float_parameter', 'PDE', 'Heat', 'SolveError', 'Solver', 'check_times', 'solve', 'simulate']
@@ -36,15 +36,73 @@ def float_parameter(value, name: str) -> jax.Array:
         a = a.astype(jax.dtypes.canonicalize_dtype(float))
     return a
 
+# %% ../../nbs/pde/00_solver.ipynb #b4eed845
+def _replace(model, values: dict):
+    "A copy with some named parameters changed (validated like the constructor)."
+    unknown = [n for n in values if n not in model.parameter_names]
+    if unknown:
+        raise ValueError(f"{type(model).__name__} has no parameter {', '.join(map(repr, unknown))}; "
+                         f"its parameters are {', '.join(model.parameter_names)}")
+    names = list(values)
+    new = [float_parameter(values[n], n).astype(getattr(model, n).dtype) for n in names]
+    for n, v in zip(names, new):
+        model._check_parameter(n, v)
+    return eqx.tree_at(lambda m: [getattr(m, n) for n in names], model, new)
 
+
+def _check_state(model, u, name: str):
+    "Raise a clear `ValueError` unless `u` is a finite state `[C, H, W]` or batch `[B, C, H, W]` for this model."
+    shape = tuple(np.shape(u))
+    if len(shape) not in (3, 4):
+        raise ValueError(f"{name} must be [C, H, W] or [B, C, H, W], got shape {shape}")
+    c, h, w = shape[-3:]
+    if model.n_channels is not None and c != model.n_channels:
+        raise ValueError(f"{name} has {c} channels but {type(model).__name__} has {model.n_channels} "
+                         f"({', '.join(model.channel_names)})")
+    if min(h, w) < 3:
+        raise ValueError(f"{name} grid is {h}x{w}; the stencils need at least 3x3 cells")
+    if _is_concrete(u) and not np.isfinite(np.asarray(u)).all():
+        raise ValueError(f"{name} contains {int((~np.isfinite(np.asarray(u))).sum())} non-finite values")
+
+
+def _check_pde(model) -> None:
+    "Refuse a model whose grid spacing, boundary, discretisation or parameters are invalid (one clear error)."
+    if not (isinstance(model.dx, (int, float)) and math.isfinite(model.dx) and model.dx > 0):
+        raise ValueError(f"{type(model).__name__}: grid spacing dx must be a positive number, got {model.dx!r}")
+    check_boundary(model.boundary)
+    if not isinstance(model.laplacian, Discretisation):
+        raise TypeError(f"{type(model).__name__}: laplacian must be a discretisation of dpattern.core.operators "
+                        f"such as FivePoint(), NinePoint(), FourthOrder() or Spectral(), got {model.laplacian!r}")
+    try:
+        model.laplacian.check(model.boundary)
+    except ValueError as e:
+        raise ValueError(f"{type(model).__name__}: {e}") from None
+    for name in model.parameter_names:
+        model._check_parameter(name, getattr(model, name))
+
+
+def _check_parameter(model, name: str, value) -> None:
+    "Refuse a non-finite value, or a negative one of a non-negative parameter."
+    if not _is_concrete(value):
+        return
+    a = np.asarray(value)
+    if not np.isfinite(a).all():
+        raise ValueError(f"{type(model).__name__}: parameter {name} must be finite, got {a}")
+    if name in model.nonnegative and (a < 0).any():
+        raise ValueError(f"{type(model).__name__}: parameter {name} must be >= 0, got {a.min():g}"
+                         f"{' (a negative diffusion coefficient would anti-diffuse)' if name.startswith('D') else ''}")
+
+# %% ../../nbs/pde/00_solver.ipynb #0247ef08
 class PDE(Model):
     """A semi-discrete PDE on a grid: `model(t, u) -> du/dt` for a state `u [C, H, W]`.
 
     Subclasses store their physical parameters as array fields named in `parameter_names` and set
-    `dx` (grid spacing) and `boundary` (a mode of `dpattern.core.operators`)."""
+    `dx` (grid spacing), `boundary` (a mode of `dpattern.core.operators`) and `laplacian` (a `Discretisation`
+    of `dpattern.core.operators` for every spatial derivative; `NinePoint()` unless they set another)."""
 
     dx: float = eqx.field(static=True)
     boundary: str = eqx.field(static=True)
+    laplacian: Discretisation = eqx.field(static=True, default=NinePoint())
 
     channel_names: ClassVar[tuple[str, ...]] = ()  # one name per channel; empty: any number of channels
     parameter_names: ClassVar[tuple[str, ...]] = ()  # the named physical parameters (array fields)
@@ -56,21 +114,10 @@ class PDE(Model):
         raise NotImplementedError
 
     def __check_init__(self):
-        if not (isinstance(self.dx, (int, float)) and math.isfinite(self.dx) and self.dx > 0):
-            raise ValueError(f"{type(self).__name__}: grid spacing dx must be a positive number, got {self.dx!r}")
-        check_boundary(self.boundary)
-        for name in self.parameter_names:
-            self._check_parameter(name, getattr(self, name))
+        _check_pde(self)
 
     def _check_parameter(self, name: str, value) -> None:
-        if not _is_concrete(value):
-            return
-        a = np.asarray(value)
-        if not np.isfinite(a).all():
-            raise ValueError(f"{type(self).__name__}: parameter {name} must be finite, got {a}")
-        if name in self.nonnegative and (a < 0).any():
-            raise ValueError(f"{type(self).__name__}: parameter {name} must be >= 0, got {a.min():g}"
-                             f"{' (a negative diffusion coefficient would anti-diffuse)' if name.startswith('D') else ''}")
+        _check_parameter(self, name, value)
 
     @property
     def n_channels(self) -> int | None:
@@ -93,29 +140,11 @@ class PDE(Model):
 
     def replace(self, **values) -> "PDE":
         "A copy with some named parameters changed (validated like the constructor)."
-        unknown = [n for n in values if n not in self.parameter_names]
-        if unknown:
-            raise ValueError(f"{type(self).__name__} has no parameter {', '.join(map(repr, unknown))}; "
-                             f"its parameters are {', '.join(self.parameter_names)}")
-        names = list(values)
-        new = [float_parameter(values[n], n).astype(getattr(self, n).dtype) for n in names]
-        for n, v in zip(names, new):
-            self._check_parameter(n, v)
-        return eqx.tree_at(lambda m: [getattr(m, n) for n in names], self, new)
+        return _replace(self, values)
 
     def check_state(self, u, name: str = "initial state") -> None:
         "Raise a clear `ValueError` unless `u` is a finite state `[C, H, W]` or batch `[B, C, H, W]` for this model."
-        shape = tuple(np.shape(u))
-        if len(shape) not in (3, 4):
-            raise ValueError(f"{name} must be [C, H, W] or [B, C, H, W], got shape {shape}")
-        c, h, w = shape[-3:]
-        if self.n_channels is not None and c != self.n_channels:
-            raise ValueError(f"{name} has {c} channels but {type(self).__name__} has {self.n_channels} "
-                             f"({', '.join(self.channel_names)})")
-        if min(h, w) < 3:
-            raise ValueError(f"{name} grid is {h}x{w}; the stencils need at least 3x3 cells")
-        if _is_concrete(u) and not np.isfinite(np.asarray(u)).all():
-            raise ValueError(f"{name} contains {int((~np.isfinite(np.asarray(u))).sum())} non-finite values")
+        _check_state(self, u, name)
 
     def rollout(self, u0: jax.Array, steps: int, key: jax.Array | None = None, every: int | None = None,
                 solver: Solver | None = None) -> tuple[jax.Array, jax.Array | None]:
@@ -135,12 +164,12 @@ class Heat(PDE):
     nonnegative: ClassVar = ("D",)
     simulation: ClassVar = dict(t_end=50.0, dt=0.5, size=64, frames=26)
 
-    def __init__(self, D=1.0, dx: float = 1.0, boundary: str = "periodic"):
+    def __init__(self, D=1.0, dx: float = 1.0, boundary: str = "periodic", laplacian: Discretisation = NinePoint()):
         self.D = float_parameter(D, "D")
-        self.dx, self.boundary = dx, boundary
+        self.dx, self.boundary, self.laplacian = dx, boundary, laplacian
 
     def __call__(self, t, u, args=None):
-        return self.D * laplacian(u, self.dx, self.boundary)
+        return self.D * self.laplacian(u, self.dx, self.boundary)
 
     def initial_condition(self, key: jax.Array, shape: Sequence[int] = (64, 64)) -> jax.Array:
         "Uniform noise in [0, 1], one channel: `[1, H, W]`."
@@ -155,6 +184,26 @@ def _is_adaptive(controller) -> bool:
     return isinstance(controller, diffrax.AbstractAdaptiveStepSizeController)
 
 
+def _check_solver(s) -> None:
+    "Refuse a `Solver` whose fields are not diffrax's objects or valid numbers (one clear error)."
+    if not isinstance(s.solver, diffrax.AbstractSolver):
+        raise TypeError(f"solver must be a diffrax solver such as diffrax.Heun(), got {s.solver!r}")
+    if not (isinstance(s.dt, (int, float)) and math.isfinite(s.dt) and s.dt > 0):
+        raise ValueError(f"time step dt must be a positive number, got {s.dt!r}")
+    c = s.stepsize_controller
+    if not (isinstance(c, diffrax.ConstantStepSize) or _is_adaptive(c)):
+        raise TypeError(f"stepsize_controller must be diffrax.ConstantStepSize() or an adaptive controller "
+                        f"such as diffrax.PIDController(rtol=..., atol=...), got {c!r}")
+    if _is_adaptive(c) and not isinstance(s.solver, diffrax.AbstractAdaptiveSolver):
+        raise ValueError(f"{type(s.solver).__name__} has no error estimate, so it cannot take adaptive "
+                         f"steps; use diffrax.Heun(), Bosh3(), Tsit5() or Dopri5()")
+    if not isinstance(s.adjoint, diffrax.AbstractAdjoint):
+        raise TypeError(f"adjoint must be a diffrax adjoint such as diffrax.RecursiveCheckpointAdjoint(), "
+                        f"got {s.adjoint!r}")
+    if s.max_steps is not None and (int(s.max_steps) != s.max_steps or s.max_steps < 1):
+        raise ValueError(f"max_steps must be a positive integer or None, got {s.max_steps!r}")
+
+# %% ../../nbs/pde/00_solver.ipynb #5061f91a
 class Solver(eqx.Module):
     """Time integration of a `PDE` with diffrax's own objects; `solver(model, u0, ts)` returns the states at `ts`.
 
@@ -171,22 +220,7 @@ class Solver(eqx.Module):
     throw: bool = eqx.field(default=True, static=True)  # raise on failure (else return the failed solve)
 
     def __check_init__(self):
-        if not isinstance(self.solver, diffrax.AbstractSolver):
-            raise TypeError(f"solver must be a diffrax solver such as diffrax.Heun(), got {self.solver!r}")
-        if not (isinstance(self.dt, (int, float)) and math.isfinite(self.dt) and self.dt > 0):
-            raise ValueError(f"time step dt must be a positive number, got {self.dt!r}")
-        c = self.stepsize_controller
-        if not (isinstance(c, diffrax.ConstantStepSize) or _is_adaptive(c)):
-            raise TypeError(f"stepsize_controller must be diffrax.ConstantStepSize() or an adaptive controller "
-                            f"such as diffrax.PIDController(rtol=..., atol=...), got {c!r}")
-        if _is_adaptive(c) and not isinstance(self.solver, diffrax.AbstractAdaptiveSolver):
-            raise ValueError(f"{type(self.solver).__name__} has no error estimate, so it cannot take adaptive "
-                             f"steps; use diffrax.Heun(), Bosh3(), Tsit5() or Dopri5()")
-        if not isinstance(self.adjoint, diffrax.AbstractAdjoint):
-            raise TypeError(f"adjoint must be a diffrax adjoint such as diffrax.RecursiveCheckpointAdjoint(), "
-                            f"got {self.adjoint!r}")
-        if self.max_steps is not None and (int(self.max_steps) != self.max_steps or self.max_steps < 1):
-            raise ValueError(f"max_steps must be a positive integer or None, got {self.max_steps!r}")
+        _check_solver(self)
 
     @property
     def adaptive(self) -> bool:
@@ -211,7 +245,6 @@ class Solver(eqx.Module):
     def __call__(self, model: PDE, u0: jax.Array, ts, max_interval: float | None = None, args=None) -> jax.Array:
         "Solve from `u0 [C, H, W]` (or `[B, C, H, W]`): the states at `ts`, `[T, C, H, W]` (or `[T, B, C, H, W]`)."
         return _solve_checked(self, model, u0, ts, max_interval, args)
-
 
 # %% ../../nbs/pde/00_solver.ipynb #d4db0a3d
 def _concrete_interval(ts) -> float:
@@ -267,7 +300,7 @@ def _solve_checked(s: Solver, model, u0, ts, max_interval, args) -> jax.Array:
     ys = eqx.error_if(ys, ~ok, _failure_message(s, None, None))
     return eqx.error_if(ys, ~finite, _nonfinite_message(s, None))
 
-
+# %% ../../nbs/pde/00_solver.ipynb #a3a5444c
 def _failure_message(s: Solver, result, ts) -> str:
     what = "the solve failed" if result is None else f"the solve stopped early ({result})"
     span = "" if ts is None else f" over t in [{float(ts[0]):g}, {float(ts[-1]):g}]"
@@ -282,7 +315,6 @@ def _nonfinite_message(s: Solver, t) -> str:
             f"{', adaptive' if s.adaptive else ''}: the step is probably above the stability limit "
             f"(roughly D*dt/dx^2 < 1/2 for diffusion) or the parameters make the PDE blow up; try a smaller "
             f"dt or an adaptive step-size controller")
-
 
 # %% ../../nbs/pde/00_solver.ipynb #b32182c4
 def check_times(ts) -> None:
