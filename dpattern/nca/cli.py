@@ -118,12 +118,12 @@ def rollout_command(args) -> int:
     print(f"animation: {paths['gif']}")
     return 0
 
-# %% ../../nbs/nca/07_cli.ipynb #df6494c3
+# %% ../../nbs/nca/07_cli.ipynb #3b08d54e
 def _add_data_options(p) -> None:
     "The loss and data options of `dpattern nca train` (morph and imitate)."
-    p.add_argument("--loss", choices=LOSSES, help="morph, imitate: the loss on the visible channels (default l2)")
+    p.add_argument("--loss", choices=LOSSES, help="grow, morph, imitate: the loss on the visible channels (default l2)")
     p.add_argument("--range-penalty", type=nonnegative_float, dest="range_penalty", metavar="W",
-                   help="morph, imitate: add W times the mean distance of visible channels outside [0, 1]")
+                   help="grow, morph, imitate: add W times the mean distance of visible channels outside [0, 1]")
     p.add_argument("--restart", type=probability, help="imitate: probability that a sample's window starts from "
                    "the data again instead of from the model's own previous state (default 1: always)")
     p.add_argument("--data-channels", type=nonnegative_int, nargs="+", dest="data_channels", metavar="C",

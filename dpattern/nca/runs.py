@@ -109,8 +109,8 @@ class TrainConfig:
     frames: int = 21                      # imitate, PDE name: frames to simulate
     horizon: int = 6                      # imitate: frame intervals scored per sample
     restart: float = 1.0                  # imitate: probability that a window starts from the data again
-    loss: str = "l2"                      # morph, imitate: the loss (one of LOSSES)
-    range_penalty: float = 0.0            # morph, imitate: weight of the penalty on visible channels outside [0, 1]
+    loss: str = "l2"                      # grow, morph, imitate: the loss (one of LOSSES)
+    range_penalty: float = 0.0            # grow, morph, imitate: weight of a penalty on visible channels outside [0, 1]
     data_channels: tuple[int, ...] | None = None  # morph, imitate files: the channels to keep (None: all)
     mask_threshold: float | None = None   # morph, imitate files: a mask environment where a channel exceeds this
     mask_channel: int | None = None       # the file's channel the mask comes from (default: the first kept)
@@ -376,9 +376,10 @@ def build(config: TrainConfig | dict, trajectory: tuple[np.ndarray, str] | None 
         task = Morph(_morph_data(c), c.channels, c.batch_size, c.steps[-1], c.teacher, c.max_shift, **options)
         model = _nca(c, task, key)
     else:
-        if c.loss != "l2" or c.range_penalty or c.data_channels or c.mask_threshold is not None:
-            raise UsageError(f"--loss, --range-penalty, --data-channels and --mask-threshold apply to --task morph "
-                             f"and imitate, not to {c.task}")
+        if (c.task == "texture" and (c.loss != "l2" or c.range_penalty)) or c.data_channels or \
+                c.mask_threshold is not None:
+            raise UsageError(f"--data-channels and --mask-threshold apply to --task morph and imitate, --loss and "
+                             f"--range-penalty to grow, morph and imitate (not to {c.task})")
         targets = [load_target(t, c.task, c.size, c.pad) for t in c.target]
         if len(targets) != 1:
             raise UsageError(f"--task {c.task} takes one --target, got {len(targets)}")
@@ -388,7 +389,7 @@ def build(config: TrainConfig | dict, trajectory: tuple[np.ndarray, str] | None 
         if c.task == "grow":
             warmup = c.warmup if c.warmup >= 1 else round(c.warmup * c.iters)
             task = Grow(targets[0], c.channels, c.batch_size, c.pool_size, c.steps, c.damage,
-                        window=c.window, reseed=c.reseed, warmup=warmup)
+                        window=c.window, reseed=c.reseed, warmup=warmup, **options)
         else:
             task = Texture(targets[0], c.channels, c.size, c.batch_size, c.pool_size, c.steps)
         model = _nca(c, task, key)

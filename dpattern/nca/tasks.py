@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core.augment import Noise, Pipeline, Shift, TeacherForce, damage_last, unshift
+from ..core.augment import Damage, Noise, Pipeline, Shift, TeacherForce, unshift
 from ..core.boundary import FixedChannels
 from ..core.data import add_hidden, check_state
 from ..core.dataset import TrainingSet, Trajectory
@@ -24,8 +24,9 @@ from .visualise import erase_disc, plot_weights, render_grid
 
 # %% auto #0
 __all__ = ['pool_sample', 'rank_by_loss', 'reseed', 'visible_l2', 'check_channels', 'free_animation', 'as_training_set',
-           'device_groups', 'members', 'sample_weights', 'group_key', 'with_environment', 'score_states', 'Grow',
-           'morph_starts', 'morph_ends', 'Morph', 'noise_state', 'overflow', 'Texture', 'imitate_windows', 'Imitate']
+           'device_groups', 'members', 'sample_weights', 'group_key', 'with_environment', 'score_states',
+           'grow_targets', 'grow_seeds', 'member_key', 'Grow', 'morph_starts', 'morph_ends', 'Morph', 'noise_state',
+           'overflow', 'Texture', 'imitate_windows', 'Imitate']
 
 # %% ../../nbs/nca/04_tasks.ipynb #28020be8
 def pool_sample(pool: jax.Array, key: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
@@ -214,69 +215,138 @@ class _SetTraining(_SetTask):
         for name, v in zip(self.names, np.asarray(self.trajectory_losses(model, key))):
             logger.scalar(f"trajectory/{name}", float(v), step)
 
-# %% ../../nbs/nca/04_tasks.ipynb #08c2a30a
-class Grow(Task):
-    "Grow `target [V, H, W]` from a single cell; with a sample pool, and disc damage for regeneration."
-    target: jax.Array
-    seed: jax.Array
+# %% ../../nbs/nca/04_tasks.ipynb #6359f38f
+def grow_targets(target) -> TrainingSet:
+    "A `TrainingSet` of one-frame targets from one image `[V, H, W]`, a list of images, or a `TrainingSet` of images."
+    if isinstance(target, TrainingSet):
+        for t in target:
+            if t.length != 1:
+                raise ValueError(f"{t.name}: Grow takes images (one frame each), got {t.length} frames")
+        return target
+    items = list(target) if isinstance(target, (list, tuple)) else [target]
+    names = [f"target image {i}" for i in range(len(items))] if isinstance(target, (list, tuple)) else ["target image"]
+    return TrainingSet([t if isinstance(t, Trajectory) else
+                        Trajectory.image(check_state(t, n, min_channels=1), name=n) for t, n in zip(items, names)])
+
+
+def grow_seeds(group, channels: int, alive_channel: int) -> jax.Array:
+    "The seeds `[N, C, H, W]` of a group of targets: one live cell at the centre, each target's environment in place."
+    seed = seed_state(channels, group.grid, alive_channel)
+    seeds = jnp.broadcast_to(seed, (group.frames.shape[0], *seed.shape))
+    if group.environment is not None:
+        v, e = group.frames.shape[2], group.environment.shape[1]
+        seeds = seeds.at[:, v:v + e].set(group.environment)
+    return seeds
+
+
+def member_key(key: jax.Array, j: int) -> jax.Array:
+    "The key of member `j` of a group: `key` itself for the first."
+    return key if j == 0 else jax.random.fold_in(key, j)
+
+
+def _check_grow(steps, batch_size, per, pool_size, damage, reseed, window) -> None:
+    "One clear error for the first bad setting of a `Grow`."
+    if not 1 <= steps[0] <= steps[1]:
+        raise ValueError(f"steps must be a number >= 1 or a range (low, high) with 1 <= low <= high, got {steps}")
+    if pool_size and pool_size < per:
+        raise ValueError(f"the pool ({pool_size}) must hold at least one batch ({per})")
+    if damage and not pool_size:
+        raise ValueError("damage needs a sample pool (grown patterns to damage); set pool_size")
+    if not 0 <= damage < per:
+        raise ValueError(f"damage ({damage} samples) must be between 0 and batch_size - 1 = {per - 1}")
+    if not 0 <= reseed <= per - damage:
+        raise ValueError(f"reseed ({reseed}) + damage ({damage}) must not exceed the batch ({per})")
+    if window < 1 or (window > 1 and (steps[1] - steps[0]) % (window - 1)):
+        raise ValueError(f"window ({window}) must be >= 1 and split the steps {steps} into equal parts")
+
+# %% ../../nbs/nca/04_tasks.ipynb #fb15ed7d
+class _GrowSteps(_SetTraining):
+    "The training steps of `Grow`: pool samples per target, rollouts over a window, pool updates."
+    seeds: tuple                  # per group: the seeds [N, C, H, W]
     pool_size: int = eqx.field(static=True)
     steps: tuple[int, int] = eqx.field(static=True)
     damage: int = eqx.field(static=True)
-    damage_radius: tuple[float, float] = eqx.field(static=True)
     eval_batch: int = eqx.field(static=True)
     window: int = eqx.field(static=True)
     reseed: int = eqx.field(static=True)
     warmup: int = eqx.field(static=True)
+    per: int = eqx.field(static=True)
+    augment: Pipeline = eqx.field(static=True)
 
     def __init__(self, target, channels: int = 16, batch_size: int = 8, pool_size: int = 256,
                  steps: int | tuple[int, int] = (48, 64), damage: int = 0, damage_radius=(0.1, 0.4),
                  alive_channel: int = 3, eval_batch: int = 8, window: int = 1, reseed: int = 1,
-                 warmup: int = 0):
-        target = check_state(target, "target image", min_channels=1)
-        check_channels(channels, target.shape[0])
+                 warmup: int = 0, loss: StateLoss = StateLoss(), range_penalty: float = 0.0):
+        data = grow_targets(target)
+        check_channels(channels, data.channels + data.environment_channels)
         steps = (int(steps), int(steps)) if np.ndim(steps) == 0 else tuple(int(s) for s in steps)
-        if not 1 <= steps[0] <= steps[1]:
-            raise ValueError(f"steps must be a number >= 1 or a range (low, high) with 1 <= low <= high, got {steps}")
-        if pool_size and pool_size < batch_size:
-            raise ValueError(f"the pool ({pool_size}) must hold at least one batch ({batch_size})")
-        if damage and not pool_size:
-            raise ValueError("damage needs a sample pool (grown patterns to damage); set pool_size")
-        if not 0 <= damage < batch_size:
-            raise ValueError(f"damage ({damage} samples) must be between 0 and batch_size - 1 = {batch_size - 1}")
-        if not 0 <= reseed <= batch_size - damage:
-            raise ValueError(f"reseed ({reseed}) + damage ({damage}) must not exceed the batch ({batch_size})")
-        self.target = jnp.asarray(target)
-        self.seed = seed_state(channels, target.shape[-2:], alive_channel)
-        self.batch_size, self.pool_size, self.steps, self.damage = batch_size, pool_size, steps, damage
-        window = 1 if steps[0] == steps[1] else window
-        if window < 1 or (window > 1 and (steps[1] - steps[0]) % (window - 1)):
-            raise ValueError(f"window ({window}) must be >= 1 and split the steps {steps} into equal parts")
-        self.damage_radius, self.eval_batch, self.window, self.reseed = tuple(damage_radius), eval_batch, window, reseed
-        self.warmup = int(warmup)
+        if batch_size % len(data):
+            raise ValueError(f"batch_size ({batch_size}) must be a multiple of the {len(data)} targets")
+        per, window = batch_size // len(data), 1 if steps[0] == steps[1] else window
+        _check_grow(steps, batch_size, per, pool_size, damage, reseed, window)
+        self.batch_size, self.pool_size, self.steps, self.damage, self.per = batch_size, pool_size, steps, damage, per
+        self.eval_batch, self.window, self.reseed, self.warmup = eval_batch, window, reseed, int(warmup)
+        self._set(data, [np.repeat(g.index, per) for g in data.groups()], [per] * len(data), channels, loss,
+                  range_penalty)
+        self.seeds = tuple(grow_seeds(g, self.channels, alive_channel) for g in self.data)
+        self.augment = Pipeline(Damage(int(damage), tuple(damage_radius)))
 
     @property
-    def visible(self) -> int:
-        return self.target.shape[0]
+    def group_sizes(self) -> tuple[int, ...]:
+        return tuple(self.per * s.shape[0] for s in self.seeds)
 
-    def check(self, model):
-        _check_model(model, self.visible, self.target.shape[-2:])
+    def _score(self, y, targets, key=None):
+        return score_states(self.loss_fn, y, targets, self.visible, self.range_weight,
+                            jax.random.key(0) if key is None else key)
 
     def init(self, key):
         if not self.pool_size:
             return None
-        return {"pool": jnp.tile(self.seed[None], (self.pool_size, 1, 1, 1)), "step": jnp.zeros((), jnp.int32)}
+        return {"pool": [jnp.repeat(s, self.pool_size, axis=0) for s in self.seeds], "step": jnp.zeros((), jnp.int32)}
+
+# %% ../../nbs/nca/04_tasks.ipynb #cec3fe40
+class _GrowTraining(_GrowSteps):
+    "Batches, rollouts, loss and pool updates of `Grow`."
+
+    def _draw(self, pool, seeds, targets, key):
+        "A batch of one group from its pool: per target, sampled, ranked, reseeded and augmented."
+        k_pool, k_damage = jax.random.split(key)
+        xs, idxs = [], []
+        for j in range(seeds.shape[0]):
+            block = pool[j * self.pool_size:(j + 1) * self.pool_size]
+            idx, x = pool_sample(block, member_key(k_pool, j), self.per)
+            x, idx = rank_by_loss(x, self._score(x, jnp.broadcast_to(targets[j], x[:, :self.visible].shape)), idx)
+            x = self.augment({"x": reseed(x, seeds[j], self.reseed)}, member_key(k_damage, j))["x"]
+            xs, idxs = xs + [x], idxs + [idx + j * self.pool_size]
+        return jnp.concatenate(xs), jnp.concatenate(idxs)
 
     def sample(self, state, key):
-        seeds = jnp.broadcast_to(self.seed, (self.batch_size, *self.seed.shape))
-        if not self.pool_size:   # no pool: every sample grows from the seed (Growing NCA's first experiment)
-            return {"x": seeds}
-        k_pool, k_damage = jax.random.split(key)
-        idx, x = pool_sample(state["pool"], k_pool, self.batch_size)
-        x, idx = rank_by_loss(x, visible_l2(x, self.target), idx)
-        x = damage_last(reseed(x, self.seed, self.reseed), k_damage, self.damage, self.damage_radius)
-        if self.warmup:          # the first `warmup` steps grow from the seed only (and fill the pool)
-            x = jnp.where(state["step"] < self.warmup, seeds, x)
-        return {"x": x, "idx": idx}
+        out = []
+        for g, (group, seeds) in enumerate(zip(self.data, self.seeds)):
+            fresh = jnp.repeat(seeds, self.per, axis=0)
+            if not self.pool_size:   # no pool: every sample grows from its seed (Growing NCA's first experiment)
+                out.append({"x": fresh})
+                continue
+            x, idx = self._draw(state["pool"][g], seeds, group.frames[:, 0], group_key(key, g))
+            if self.warmup:          # the first `warmup` steps grow from the seed only (and fill the pool)
+                x = jnp.where(state["step"] < self.warmup, fresh, x)
+            out.append({"x": x, "idx": idx})
+        return out
+
+    def loss(self, model, batch, key):
+        total, ends = 0.0, []
+        for g, (b, w, group) in enumerate(zip(batch, self.weights, self.data)):
+            states = self.grow(model, b["x"], group_key(key, g))
+            targets = jnp.repeat(group.frames[:, 0], self.per, axis=0)
+            per_sample = jnp.mean(jnp.stack([self._score(y, targets, key) for y in states]), axis=0)
+            total, ends = total + jnp.sum(w * per_sample), ends + [states[-1]]
+        return total, ends
+
+    def update(self, state, batch, aux):
+        if not self.pool_size:
+            return state
+        pools = [p.at[b["idx"]].set(jax.lax.stop_gradient(a)) for p, b, a in zip(state["pool"], batch, aux)]
+        return {"pool": pools, "step": state["step"] + 1}
 
     def grow(self, model, x, key) -> list:
         """Roll `x` out: with `window=1`, for a random number of steps in `self.steps` (the final state);
@@ -292,22 +362,33 @@ class Grow(Task):
             states.append(model.rollout(states[-1], every, k)[0])
         return states
 
-    def loss(self, model, batch, key):
-        states = self.grow(model, batch["x"], key)
-        return jnp.mean(jnp.stack([visible_l2(y, self.target) for y in states])), states[-1]
+# %% ../../nbs/nca/04_tasks.ipynb #4de2342b
+class Grow(_GrowTraining):
+    "Grow one or several targets `[V, H, W]` from a single cell; with a sample pool, and disc damage for regeneration."
 
-    def update(self, state, batch, aux):
-        if not self.pool_size:
-            return state
-        return {"pool": state["pool"].at[batch["idx"]].set(jax.lax.stop_gradient(aux)), "step": state["step"] + 1}
+    @property
+    def target(self) -> jax.Array:
+        "The first target `[V, H, W]`."
+        return self.frames[0]
 
-    def evaluate(self, model, key):
-        x = jnp.broadcast_to(self.seed, (self.eval_batch, *self.seed.shape))
-        y, _ = model.rollout(x, self.steps[1], key)
-        return visible_l2(y, self.target).mean()
+    @property
+    def seed(self) -> jax.Array:
+        "The seed `[C, H, W]` of the first target."
+        g, j = self.where[0]
+        return self.seeds[g][j]
+
+    def trajectory_losses(self, model, key) -> jax.Array:
+        "The loss of a batch grown from each target's seed for `steps[1]` steps, `[targets]`."
+        out = []
+        for i, (g, j) in enumerate(self.where):
+            x = jnp.broadcast_to(self.seeds[g][j], (self.eval_batch, *self.seeds[g].shape[1:]))
+            y, _ = model.rollout(x, self.steps[1], key)
+            target = jnp.broadcast_to(self.trajectory(i)[0][0], y[:, :self.visible].shape)
+            out.append(self.loss_fn(y[:, :self.visible], target, jax.random.key(0)).mean())
+        return jnp.stack(out)
 
     def start_state(self, model, key):
-        "The state `[C, H, W]` every rollout starts from: the seed."
+        "The state `[C, H, W]` every rollout starts from: the (first target's) seed."
         return self.seed
 
     @property
@@ -327,7 +408,8 @@ class Grow(Task):
         _, traj = model.rollout(self.seed, self.steps[1], key, every=self.steps[1] // 4)
         logger.image("grow/from_seed", render_grid(traj, self.visible, columns=len(traj)), step)
         if self.pool_size:
-            logger.image("grow/pool", render_grid(state["pool"][:16], self.visible, columns=8), step)
+            logger.image("grow/pool", render_grid(state["pool"][0][:16], self.visible, columns=8), step)
+        self.log_trajectories(model, step, logger, key)
         _log_model(model, self, logger, step, key)
 
 # %% ../../nbs/nca/04_tasks.ipynb #6209105c
@@ -463,8 +545,8 @@ def overflow(x: jax.Array, visible: int) -> jax.Array:
     return pen
 
 # %% ../../nbs/nca/04_tasks.ipynb #cae710f0
-class Texture(Task):
-    "Grow the texture of `exemplar [V, h, w]` from noise on a periodic `size x size` grid."
+class _TextureSteps(Task):
+    "The training steps of `Texture`: noise pool, rollouts, texture loss."
     exemplar: jax.Array
     channels: int = eqx.field(static=True)
     size: int = eqx.field(static=True)
@@ -473,10 +555,11 @@ class Texture(Task):
     reseed: int = eqx.field(static=True)
     overflow_weight: float = eqx.field(static=True)
     n_projections: int = eqx.field(static=True)
+    augment: Pipeline = eqx.field(static=True)
 
     def __init__(self, exemplar, channels: int = 12, size: int = 48, batch_size: int = 4, pool_size: int = 128,
                  steps: int | tuple[int, int] = (32, 48), reseed: int = 1, overflow_weight: float = 1.0,
-                 n_projections: int = 64):
+                 n_projections: int = 64, augment: Pipeline = Pipeline()):
         exemplar = check_state(exemplar, "texture", min_channels=1, min_size=3)
         check_channels(channels, exemplar.shape[0])
         steps = (int(steps), int(steps)) if np.ndim(steps) == 0 else tuple(int(s) for s in steps)
@@ -488,7 +571,7 @@ class Texture(Task):
             raise ValueError(f"need pool_size >= batch_size >= reseed >= 0, got {pool_size}, {batch_size}, {reseed}")
         self.exemplar, self.channels, self.size = jnp.asarray(exemplar), int(channels), int(size)
         self.batch_size, self.pool_size, self.steps, self.reseed = batch_size, pool_size, steps, reseed
-        self.overflow_weight, self.n_projections = float(overflow_weight), n_projections
+        self.overflow_weight, self.n_projections, self.augment = float(overflow_weight), n_projections, augment
 
     @property
     def visible(self) -> int:
@@ -510,7 +593,19 @@ class Texture(Task):
         idx, x = pool_sample(state["pool"], k_pool, self.batch_size)
         if self.reseed:
             x = reseed(x, self.noise(k_seed, self.reseed), self.reseed)
-        return {"x": x, "idx": idx}
+        return self.augment({"x": x, "idx": idx}, jax.random.fold_in(key, 2))
+
+    def loss(self, model, batch, key):
+        k_run, k_loss = jax.random.split(key)
+        y = self.grow(model, batch["x"], k_run)
+        return self.score(y, k_loss).mean(), y
+
+    def update(self, state, batch, aux):
+        return {"pool": state["pool"].at[batch["idx"]].set(jax.lax.stop_gradient(aux))}
+
+# %% ../../nbs/nca/04_tasks.ipynb #a50e2a1a
+class Texture(_TextureSteps):
+    "Grow the texture of `exemplar [V, h, w]` from noise on a periodic `size x size` grid."
 
     def grow(self, model, x, key):
         k_len, k_run = jax.random.split(key)
@@ -522,14 +617,6 @@ class Texture(Task):
         "Per-sample loss of states `y [B, C, H, W]`: texture loss + overflow penalty."
         tex = texture_loss(y[:, :self.visible], self.exemplar, key, n_projections=self.n_projections)
         return tex + self.overflow_weight * overflow(y, self.visible)
-
-    def loss(self, model, batch, key):
-        k_run, k_loss = jax.random.split(key)
-        y = self.grow(model, batch["x"], k_run)
-        return self.score(y, k_loss).mean(), y
-
-    def update(self, state, batch, aux):
-        return {"pool": state["pool"].at[batch["idx"]].set(jax.lax.stop_gradient(aux))}
 
     def evaluate(self, model, key):
         k_noise, k_run = jax.random.split(key)
