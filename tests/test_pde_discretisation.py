@@ -6,8 +6,7 @@ import pytest
 
 from spectral_reference import gray_scott, seeds
 from dpattern.core.operators import NinePoint, Spectral
-from dpattern.pde import GrayScott, Solver, fit
-from dpattern.pde.fit import recommended_laplacian
+from dpattern.pde import GrayScott, fit, fit_step, recommended_laplacian
 
 TRUE = dict(D_a=0.1, D_b=0.05, feed=0.0623, kill=0.06268)
 START = dict(D_a=0.11, D_b=0.045, feed=0.0623 * 1.1, kill=0.06268 * 0.9)    # 10% off
@@ -21,8 +20,9 @@ def reference():
 
 
 def fitted_errors(laplacian, t, u) -> dict:
-    result = fit(GrayScott(**START, laplacian=laplacian), t, u, steps=150, key=jax.random.key(0),
-                 solver=Solver(dt=1.0), batch_size=8, progress=False)
+    "Relative errors after fitting with `laplacian` and the default solver of the fit (Heun at `fit_step`)."
+    result = fit(GrayScott(**START, laplacian=laplacian), t, u, steps=150, key=jax.random.key(0), batch_size=8,
+                 progress=False)
     got = result.model.parameters()
     return {k: got[k] / v - 1 for k, v in TRUE.items()}
 
@@ -31,8 +31,10 @@ def test_recommended_setup_recovers_a_spectral_solvers_parameters(reference):
     t, u = reference
     assert float(u[-1, 1].max()) > 0.3, "the reference should hold spots"
     assert recommended_laplacian("periodic") == Spectral()
+    assert fit_step(GrayScott(laplacian=Spectral())) == 0.5 and fit_step(GrayScott()) == 1.0
     spectral = fitted_errors(recommended_laplacian("periodic"), t, u)
     nine = fitted_errors(NinePoint(), t, u)                   # every PDE's default discretisation
+    print({k: f"{100 * v:+.2f}%" for k, v in spectral.items()}, {k: f"{100 * v:+.2f}%" for k, v in nine.items()})
     assert abs(spectral["D_a"]) < 0.02 and abs(spectral["D_b"]) < 0.02, spectral
     assert abs(spectral["feed"]) < 0.01 and abs(spectral["kill"]) < 0.01, spectral
     # the 9-point stencil underestimates |k|^2, so the fit makes up for it with larger diffusion coefficients

@@ -69,3 +69,18 @@ def test_bad_files_are_refused_by_name_before_anything_is_written(tmp_path, case
     assert code == 2 and message in err, err
     assert err.count("\n") == 1 and not (tmp_path / "out").exists()
 
+
+
+def test_two_sizes_on_two_devices_give_the_losses_of_one(python):
+    "Each group of one grid size is split over the devices on its own; the losses match a one-device run."
+    python("""
+import jax, numpy as np
+from dpattern.pde.solver import Heat, simulate
+from dpattern.pde.fit import fit
+assert len(jax.devices()) == 2
+(t1, u1), (t2, u2) = (simulate(Heat(0.5), jax.random.key(k), size=n, t_end=4, frames=9) for k, n in ((0, 12), (1, 10)))
+runs = [fit(Heat(0.3), [t1, t2], [u1, u2], weights=[1, 3], steps=6, batch_size=4, devices=d, progress=False,
+            log_every=10**9) for d in (1, 2)]
+np.testing.assert_allclose(runs[0].losses, runs[1].losses, rtol=1e-5)
+assert runs[0].losses[-1] < runs[0].losses[0]
+""", devices=2)

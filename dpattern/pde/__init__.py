@@ -7,11 +7,12 @@ __all__ = ['MODELS', 'smooth_noise', 'GrayScott', 'Chhabra', 'HillenPainter', 'C
            'FisherKPP', 'model_class_by_name', 'make_model', 'disc_mask', 'BMP4Noggin', 'Masked', 'LOSSES',
            'check_trajectory', 'save_trajectory', 'load_trajectory', 'comparison_figure', 'ShootingTask',
            'keep_nonnegative', 'scale_by_magnitude', 'trainable_fields', 'check_fit_names', 'fit_optimiser', 'fit',
-           'estimate_hidden', 'forecast', 'forecast_errors', 'recommended_laplacian', 'TERMS', 'monomials',
-           'polynomial_features', 'PixelMLP', 'inverse_softplus', 'NeuralRDA', 'NeuralChemotaxis', 'METHODS', 'NEURAL',
-           'MAX_SOLVER_STEPS', 'LAPLACIANS', 'make_laplacian', 'laplacian_name', 'recorded_laplacian', 'make_solver',
-           'check_steps', 'SimulateConfig', 'simulation_settings', 'animation_frames', 'run_simulate', 'FitConfig',
-           'resolve_fit', 'FitData', 'load_fit_data', 'fit_laplacian', 'build_fit_model', 'fit_solver', 'run_fit',
+           'estimate_hidden', 'forecast', 'forecast_errors', 'recommended_laplacian', 'fit_step', 'trajectory_groups',
+           'trajectory_losses', 'TERMS', 'monomials', 'polynomial_features', 'PixelMLP', 'inverse_softplus',
+           'NeuralRDA', 'NeuralChemotaxis', 'METHODS', 'NEURAL', 'MAX_SOLVER_STEPS', 'LAPLACIANS', 'make_laplacian',
+           'laplacian_name', 'recorded_laplacian', 'make_solver', 'check_steps', 'SimulateConfig',
+           'simulation_settings', 'animation_frames', 'run_simulate', 'FitConfig', 'resolve_fit', 'FitData',
+           'read_fit_files', 'load_fit_data', 'fit_laplacian', 'build_fit_model', 'fit_solver', 'run_fit',
            'write_fit_outputs', 'float_parameter', 'PDE', 'Heat', 'SolveError', 'Solver', 'check_times', 'solve',
            'simulate']
 
@@ -23,14 +24,14 @@ from dpattern.pde.classic import (
 from dpattern.pde.fit import (
     LOSSES, check_trajectory, save_trajectory, load_trajectory, comparison_figure, ShootingTask,
     keep_nonnegative, scale_by_magnitude, trainable_fields, check_fit_names, fit_optimiser, fit,
-    estimate_hidden, forecast, forecast_errors, recommended_laplacian,
+    estimate_hidden, forecast, forecast_errors, recommended_laplacian, fit_step, trajectory_groups, trajectory_losses,
 )
 from dpattern.pde.neural import (
     TERMS, monomials, polynomial_features, PixelMLP, inverse_softplus, NeuralRDA, NeuralChemotaxis,
 )
 from dpattern.pde.runs import (
     METHODS, NEURAL, MAX_SOLVER_STEPS, LAPLACIANS, make_laplacian, laplacian_name, recorded_laplacian, make_solver, check_steps, SimulateConfig, simulation_settings,
-    animation_frames, run_simulate, FitConfig, resolve_fit, FitData, load_fit_data, fit_laplacian, build_fit_model,
+    animation_frames, run_simulate, FitConfig, resolve_fit, FitData, read_fit_files, load_fit_data, fit_laplacian, build_fit_model,
     fit_solver, run_fit, write_fit_outputs,
 )
 from dpattern.pde.solver import (
@@ -43,10 +44,11 @@ _all_ = [
     'LOSSES', 'check_trajectory',
     'save_trajectory', 'load_trajectory', 'comparison_figure', 'ShootingTask', 'keep_nonnegative',
     'scale_by_magnitude', 'trainable_fields', 'check_fit_names', 'fit_optimiser', 'fit', 'estimate_hidden',
-    'forecast', 'forecast_errors', 'recommended_laplacian', 'TERMS', 'monomials', 'polynomial_features', 'PixelMLP', 'inverse_softplus',
+    'forecast', 'forecast_errors', 'recommended_laplacian', 'fit_step', 'trajectory_groups',
+    'trajectory_losses', 'TERMS', 'monomials', 'polynomial_features', 'PixelMLP', 'inverse_softplus',
     'NeuralRDA', 'NeuralChemotaxis', 'METHODS', 'NEURAL', 'MAX_SOLVER_STEPS', 'LAPLACIANS', 'make_laplacian',
     'laplacian_name', 'recorded_laplacian', 'make_solver', 'check_steps',
     'SimulateConfig', 'simulation_settings', 'animation_frames', 'run_simulate', 'FitConfig', 'resolve_fit',
-    'FitData', 'load_fit_data', 'fit_laplacian', 'build_fit_model', 'fit_solver', 'run_fit', 'write_fit_outputs',
+    'FitData', 'read_fit_files', 'load_fit_data', 'fit_laplacian', 'build_fit_model', 'fit_solver', 'run_fit', 'write_fit_outputs',
     'float_parameter', 'PDE', 'Heat', 'SolveError', 'Solver', 'check_times', 'solve', 'simulate',
 ]

@@ -29,8 +29,8 @@ from .solver import PDE, Solver, check_times
 # %% auto #0
 __all__ = ['LOSSES', 'check_trajectory', 'save_trajectory', 'load_trajectory', 'comparison_figure', 'trajectory_groups',
            'ShootingTask', 'trajectory_losses', 'keep_nonnegative', 'scale_by_magnitude', 'trainable_fields',
-           'check_fit_names', 'fit_optimiser', 'fit', 'recommended_laplacian', 'estimate_hidden', 'forecast',
-           'forecast_errors']
+           'check_fit_names', 'fit_optimiser', 'fit', 'recommended_laplacian', 'fit_step', 'estimate_hidden',
+           'forecast', 'forecast_errors']
 
 # %% ../../nbs/pde/03_fit.ipynb #304e7665
 def check_trajectory(t, u, dx=None, name: str = "data") -> tuple[np.ndarray, np.ndarray]:
@@ -441,7 +441,7 @@ def fit(
     fit: Sequence[str] | None = None,  # fields to fit (default: all trainable)
     window: int | None = None,  # frames solved ahead from each start (default 1 classic, 4 neural)
     batch_size: int | None = None,  # start frames per step (default 16 classic, 4 neural)
-    solver: Solver | None = None,  # default: Heun at the model's `simulation['dt']`
+    solver: Solver | None = None,  # default: Heun at `fit_step(model)` (the model's step; half for Spectral())
     learning_rate: float | None = None,  # default: 0.1 relative (classic) or 2e-3 (neural)
     loss: str = "l2",  # 'l2', 'l1' or 'gradient_l2', on channels scaled to unit variance
     optimiser: optax.GradientTransformation | None = None,  # overrides `fit_optimiser`
@@ -459,7 +459,7 @@ def fit(
     classic = bool(model.parameter_names)
     window = (1 if classic else 4) if window is None else window
     batch_size = (16 if classic else 4) if batch_size is None else batch_size
-    solver = solver or Solver(dt=model.simulation["dt"])
+    solver = solver or Solver(dt=fit_step(model))
     task = ShootingTask(t, u, window=window, batch_size=batch_size, hidden=hidden, solver=solver, loss=loss,
                         weights=weights, names=names)
     optimiser = optimiser or fit_optimiser(model, steps, learning_rate, fit)
@@ -470,6 +470,12 @@ def fit(
 def recommended_laplacian(boundary: str = "periodic") -> Discretisation:
     "The discretisation to fit data of unknown origin with: `Spectral()` on periodic grids, `FourthOrder()` otherwise."
     return Spectral() if boundary == "periodic" else FourthOrder()
+
+
+def fit_step(model: PDE, dt: float | None = None) -> float:
+    "The default solver step for fitting `model`: `dt` (default: its `simulation['dt']`), halved for `Spectral()`."
+    dt = {**PDE.simulation, **model.simulation}["dt"] if dt is None else dt
+    return dt / 2 if isinstance(model.laplacian, Spectral) else dt
 
 # %% ../../nbs/pde/03_fit.ipynb #2812baae
 def estimate_hidden(model: PDE, t, u, solver: Solver, hidden: int) -> jax.Array:

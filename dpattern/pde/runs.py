@@ -22,8 +22,8 @@ from dpattern.core.run import UsageError, array_bytes, check_memory, prepare_out
     write_manifest
 from ..core.train import TrainingDiverged, TrainResult
 from .classic import MODELS, make_model, model_class_by_name
-from .fit import (ShootingTask, comparison_figure, fit, forecast, load_trajectory, recommended_laplacian,
-                              save_trajectory, trajectory_losses)
+from .fit import (ShootingTask, comparison_figure, fit, fit_step, forecast, load_trajectory,
+                              recommended_laplacian, save_trajectory, trajectory_losses)
 from .neural import NeuralChemotaxis, NeuralRDA
 from .solver import PDE, SolveError, Solver, simulate
 
@@ -346,8 +346,8 @@ def build_fit_model(cfg: FitConfig, data: FitData) -> PDE:
 
 
 def fit_solver(cfg: FitConfig, model: PDE, data: FitData) -> Solver:
-    "The solver of the fit (`cfg.method` at `cfg.dt`, or the model's step), checked against the data and memory."
-    solver = make_solver(cfg.method, cfg.dt or (1.0 if cfg.neural else model.simulation["dt"]))
+    "The solver of the fit (`cfg.method` at `cfg.dt`, or `fit_step` of the model), checked against the data and memory."
+    solver = make_solver(cfg.method, cfg.dt or fit_step(model, 1.0 if cfg.neural else None))
     if cfg.window > len(data.t) - 1:
         raise UsageError(f"--window {cfg.window} is longer than the data allows ({len(data.t)} frames)")
     if cfg.window > min(len(t) for t, _ in data.trajectories) - 1:
