@@ -16,6 +16,7 @@ from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "tools"))
 import build_site  # noqa: E402
+import long_cells  # noqa: E402
 
 # Keys that Quarto's schema (quarto-cli src/resources/schema: project.yml, definitions.yml base-website,
 # document-*.yml) defines, for the parts of the configuration we use. A key missing here may still be
@@ -179,3 +180,25 @@ def test_cells_skipped_like_nbdev_test():
     assert build_site._skipped(cell("#| eval: false\nx = 1"), flags)
     assert not build_site._skipped(cell("#| export\nx = 1"), flags)
     assert not build_site._skipped(cell("x = 1  # slow"), flags)
+
+
+def test_exported_cells_are_short():
+    "No exported cell has more than 60 lines: a longer one is split, with an example and a test between the parts."
+    found = long_cells.long_cells()
+    assert not found, "exported cells over 60 lines (split them):\n" + "\n".join(
+        f"{c.notebook} cell {c.index} ({c.name}): {c.lines} lines" for c in found)
+
+
+def test_long_cells_finds_long_exported_cells(tmp_path, capsys):
+    code = lambda n, head: nbformat.v4.new_code_cell("\n".join([head] + [f"x{i} = {i}" for i in range(n - 1)]))
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [code(61, "#| export"), code(60, "#| export"), code(100, "#| hide"), code(80, "x = 1  #| export"),
+                code(70, "#| eval: false\n#|exports"), nbformat.v4.new_markdown_cell("text\n" * 100),
+                nbformat.v4.new_code_cell("#| export\nclass Big:\n" + "    a = 1\n" * 70)]
+    (tmp_path / "sub").mkdir()
+    nbformat.write(nb, tmp_path / "sub" / "a.ipynb")
+    found = long_cells.long_cells([tmp_path])
+    assert [(c.index, c.lines, c.name) for c in found] == [(0, 61, "x0"), (4, 71, "x0"), (6, 72, "Big")], found
+    assert long_cells.long_cells([tmp_path], limit=80) == []
+    assert long_cells.main([str(tmp_path)]) == 1 and "cell   6:   72 lines  Big" in capsys.readouterr().out
+    assert long_cells.main([str(tmp_path / "missing.ipynb")]) == 2

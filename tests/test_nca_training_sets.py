@@ -167,5 +167,24 @@ def test_cli_trains_on_files_of_two_sizes_with_masks_and_reports_each(tmp_path):
     assert code == 0, err
     m = json.loads((out / "metrics.json").read_text())
     assert sorted(m["trajectory_losses"]) == ["large.tif", "small.tif"]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(out / "logs"), size_guidance={"scalars": 0}).Reload()
+    assert {"trajectory/small.tif", "trajectory/large.tif"} <= set(events.Tags()["scalars"])   # one per file
     model = NCA.load(out / "model.dpt")
     assert model.fixed is not None and model.fixed.channels == (1,)     # the mask sits after the visible channel
+
+
+def test_morph_run_reads_two_sequence_files_of_different_sizes(tmp_path):
+    from dpattern.nca.runs import TrainConfig, build
+    seqs = {}
+    for name, (n, r) in (("a.npz", (10, 3)), ("b.npz", (14, 4))):
+        seqs[name] = np.stack([_shape("disc", (0.9, 0.2, 0.1), n, r), _shape("square", (0.1, 0.6, 0.2), n, r)])
+        np.savez(tmp_path / name, u=seqs[name], t=np.arange(2.0))
+    config = TrainConfig.for_task("morph", target=(str(tmp_path / "a.npz"), str(tmp_path / "b.npz")), channels=6,
+                                  hidden=8, batch_size=2, loss="l1", range_penalty=0.5)
+    model, task = build(config)
+    assert task.names == ("a.npz", "b.npz") and task.group_sizes == (1, 1)
+    assert task.loss_fn.kind == "l1" and task.range_weight == 0.5
+    # before training the NCA changes nothing: each sequence's loss is l1(first frame, second frame)
+    np.testing.assert_allclose(np.asarray(task.trajectory_losses(model, jax.random.key(0))),
+                               [np.mean(np.abs(s[1] - s[0])) for s in seqs.values()], rtol=1e-5)

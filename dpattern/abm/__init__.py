@@ -4,17 +4,17 @@
 
 # %% auto #0
 __all__ = ['WALLS', 'check_walls', 'wrap', 'fold', 'apply_walls', 'reflect_headings', 'bilinear', 'splat', 'sample', 'diffuse',
-           'AgentState', 'random_agents', 'memory_estimate', 'available_memory', 'check_agents', 'AgentModel',
+           'AgentState', 'random_agents', 'memory_estimate', 'available_memory', 'check_agents', 'move', 'AgentModel',
            'NeuralAgents', 'NeuralSlime', 'NeuralChemotaxis', 'sensor_positions', 'Physarum', 'mass_concentration',
            'SimulateConfig', 'field_frames', 'simulation_frames', 'run_simulate', 'TrainConfig', 'build_training',
            'run_train', 'squared_distances', 'sinkhorn_potentials', 'sinkhorn_potential_symmetric', 'entropic_ot',
-           'sinkhorn_divergence', 'silhouette', 'target_cloud', 'coordinate_channels', 'formation_agents',
-           'FormationTask']
+           'sinkhorn_divergence', 'silhouette', 'target_cloud', 'coordinate_channels', 'ShapeTarget',
+           'formation_agents', 'SwarmTask', 'FormationTask']
 
 # %% ../../nbs/abm/index.ipynb #abm0003
 from dpattern.abm.agents import (
     WALLS, check_walls, wrap, fold, apply_walls, reflect_headings, bilinear, splat, sample, diffuse,
-    AgentState, random_agents, memory_estimate, available_memory, check_agents, AgentModel,
+    AgentState, random_agents, memory_estimate, available_memory, check_agents, move, AgentModel,
 )
 from dpattern.abm.neural import (
     NeuralAgents, NeuralSlime, NeuralChemotaxis,
@@ -29,15 +29,15 @@ from dpattern.abm.sinkhorn import (
     squared_distances, sinkhorn_potentials, sinkhorn_potential_symmetric, entropic_ot, sinkhorn_divergence,
 )
 from dpattern.abm.train import (
-    silhouette, target_cloud, coordinate_channels, formation_agents, FormationTask,
+    silhouette, target_cloud, coordinate_channels, ShapeTarget, formation_agents, SwarmTask, FormationTask,
 )
 
 _all_ = [
     'WALLS', 'check_walls', 'wrap', 'fold', 'apply_walls', 'reflect_headings', 'bilinear', 'splat', 'sample',
     'diffuse', 'AgentState', 'random_agents', 'memory_estimate', 'available_memory', 'check_agents',
-    'AgentModel', 'NeuralAgents', 'NeuralSlime', 'NeuralChemotaxis', 'sensor_positions', 'Physarum',
+    'move', 'AgentModel', 'NeuralAgents', 'NeuralSlime', 'NeuralChemotaxis', 'sensor_positions', 'Physarum',
     'mass_concentration', 'SimulateConfig', 'field_frames', 'simulation_frames', 'run_simulate', 'TrainConfig',
     'build_training', 'run_train', 'squared_distances', 'sinkhorn_potentials', 'sinkhorn_potential_symmetric',
     'entropic_ot', 'sinkhorn_divergence', 'silhouette', 'target_cloud', 'coordinate_channels',
-    'formation_agents', 'FormationTask',
+    'ShapeTarget', 'formation_agents', 'SwarmTask', 'FormationTask',
 ]

@@ -20,7 +20,7 @@ from ..core.operators import laplacian
 
 # %% auto #0
 __all__ = ['WALLS', 'check_walls', 'wrap', 'fold', 'apply_walls', 'reflect_headings', 'bilinear', 'splat', 'sample', 'diffuse',
-           'AgentState', 'random_agents', 'memory_estimate', 'available_memory', 'check_agents', 'AgentModel']
+           'AgentState', 'random_agents', 'memory_estimate', 'available_memory', 'check_agents', 'move', 'AgentModel']
 
 # %% ../../nbs/abm/00_agents.ipynb #6f50d857
 WALLS = ("periodic", "reflect")
@@ -195,7 +195,64 @@ def check_agents(n_agents: int, size: int, channels: int = 1, frames: int = 1, b
                          f"{have / 2**30:.1f} GiB of memory is available; use fewer agents, a smaller grid "
                          f"or fewer frames")
 
-# %% ../../nbs/abm/00_agents.ipynb #3351c779
+# %% ../../nbs/abm/00_agents.ipynb #affc3b49
+def move(
+    positions: jax.Array,  # `[N, 2]` (x, y) inside the domain
+    headings: jax.Array,  # `[N]` radians
+    turn: jax.Array,  # `[N]` radians, added to the headings before moving
+    speed: jax.Array,  # `[N]` cells per step along the new heading
+    size: float,  # grid size G
+    walls: str = "periodic",  # 'periodic' or 'reflect'
+) -> tuple[jax.Array, jax.Array]:
+    "Turn, advance along the new heading, apply the walls: the new `(positions [N, 2], headings [N])`."
+    headings = headings + turn
+    velocity = speed[:, None] * jnp.stack([jnp.cos(headings), jnp.sin(headings)], -1)
+    positions, signs = apply_walls(positions + velocity, size, walls)
+    if walls == "reflect":
+        headings = reflect_headings(headings, signs)
+    return positions, headings
+
+# %% ../../nbs/abm/00_agents.ipynb #5a09e872
+def _check_dynamics(channels, diffusion: float, decay: float, environment: FixedChannels | None) -> None:
+    "Raise a clear `ValueError` for field parameters an agent model cannot run with."
+    if int(channels) != channels or channels < 1:
+        raise ValueError(f"channels must be a positive integer, got {channels}")
+    if not 0 <= diffusion <= 1 / 3:
+        raise ValueError(f"diffusion must be in [0, 1/3] (larger steps make concentrations negative), "
+                         f"got {diffusion}")
+    if not 0 <= decay < 1:
+        raise ValueError(f"decay must be in [0, 1), got {decay}")
+    if environment is not None and any(c >= channels or c < -channels for c in environment.channels):
+        raise ValueError(f"environment channels {environment.channels} do not exist among {channels}")
+
+
+def _check_rollout(steps, every) -> None:
+    "Raise a clear `ValueError` unless `steps >= 0` and `every` (if given) `>= 1` are integers."
+    if every is not None and (int(every) != every or every < 1):
+        raise ValueError(f"every must be a positive integer, got {every}")
+    if int(steps) != steps or steps < 0:
+        raise ValueError(f"steps must be a non-negative integer, got {steps}")
+
+
+def _scan_recorded(step, state, keys: jax.Array, every: int | None):
+    """Scan `step(state, key)` over `keys`; return `(final, trajectory)`, the trajectory `None` without
+    `every`, else the states after 0, `every`, `2 every`, ... steps and the final one, stacked time first."""
+    def run(s, ks):
+        return jax.lax.scan(lambda c, k: (step(c, k), None), s, ks)[0]
+
+    if every is None:
+        return run(state, keys), None
+    steps = keys.shape[0]
+    n = steps // every
+    blocks = keys[:n * every].reshape(n, every, *keys.shape[1:])
+    final, frames = jax.lax.scan(lambda c, ks: (run(c, ks),) * 2, state, blocks)
+    parts = [jax.tree.map(lambda a: a[None], state), frames]
+    if steps % every:
+        final = run(final, keys[n * every:])
+        parts.append(jax.tree.map(lambda a: a[None], final))
+    return final, jax.tree.map(lambda *a: jnp.concatenate(a), *parts)
+
+# %% ../../nbs/abm/00_agents.ipynb #c79ec86a
 class AgentModel(Model):
     "Base of agent models: subclasses define `policy`; stepping, walls, fields and rollouts are shared."
 
@@ -206,15 +263,7 @@ class AgentModel(Model):
     environment: FixedChannels | None
 
     def _init_fields(self, channels, walls, diffusion, decay, environment):
-        if int(channels) != channels or channels < 1:
-            raise ValueError(f"channels must be a positive integer, got {channels}")
-        if not 0 <= diffusion <= 1 / 3:
-            raise ValueError(f"diffusion must be in [0, 1/3] (larger steps make concentrations negative), "
-                             f"got {diffusion}")
-        if not 0 <= decay < 1:
-            raise ValueError(f"decay must be in [0, 1), got {decay}")
-        if environment is not None and any(c >= channels or c < -channels for c in environment.channels):
-            raise ValueError(f"environment channels {environment.channels} do not exist among {channels}")
+        _check_dynamics(channels, diffusion, decay, environment)
         self.channels, self.walls = int(channels), check_walls(walls)
         self.diffusion, self.decay, self.environment = float(diffusion), float(decay), environment
 
@@ -240,14 +289,9 @@ class AgentModel(Model):
 
     def step(self, state: AgentState, key: jax.Array) -> AgentState:
         "One step of one swarm: decide, move, deposit, diffuse, decay, reset the environment."
-        size = state.size
         turn, speed, deposit, memory = self.policy(state, key)
-        headings = state.headings + turn
-        velocity = speed[:, None] * jnp.stack([jnp.cos(headings), jnp.sin(headings)], -1)
-        positions, signs = apply_walls(state.positions + velocity, size, self.walls)
-        if self.walls == "reflect":
-            headings = reflect_headings(headings, signs)
-        field = state.field + splat(positions, deposit, size, self.walls)
+        positions, headings = move(state.positions, state.headings, turn, speed, state.size, self.walls)
+        field = state.field + splat(positions, deposit, state.size, self.walls)
         field = (1 - self.decay) * diffuse(field, self.diffusion, self.walls)
         field = apply_fixed(field, self.environment, before=state.field)
         return AgentState(positions, headings, memory, field)
@@ -258,10 +302,7 @@ class AgentModel(Model):
         Returns `(final, trajectory)`; `trajectory` is `None` when `every` is None, else `[T, ...]` time first
         (`[T, B, ...]` for a batch), `T = ceil(steps / every) + 1` states including the initial one (every
         `every`-th state, and the final one if `steps` is not a multiple of `every`)."""
-        if every is not None and (int(every) != every or every < 1):
-            raise ValueError(f"every must be a positive integer, got {every}")
-        if int(steps) != steps or steps < 0:
-            raise ValueError(f"steps must be a non-negative integer, got {steps}")
+        _check_rollout(steps, every)
         if state.positions.ndim == 3:
             keys = jax.random.split(key, state.positions.shape[0])
             return jax.vmap(lambda s, k: self.rollout(s, steps, k, every), out_axes=(0, 1))(state, keys)
@@ -269,18 +310,4 @@ class AgentModel(Model):
         state = self.prepare(state)
         step = jax.checkpoint(lambda model, s, k: model.step(s, k))
         keys = jax.random.split(key, max(steps, 1))[:steps]
-
-        def run(s, ks):
-            return jax.lax.scan(lambda c, k: (step(self, c, k), None), s, ks)[0]
-
-        if every is None:
-            return run(state, keys), None
-        n = steps // every
-        blocks = keys[:n * every].reshape(n, every, *keys.shape[1:])
-        final, frames = jax.lax.scan(lambda c, ks: (run(c, ks),) * 2, state, blocks)
-        parts = [jax.tree.map(lambda a: a[None], state), frames]
-        if steps % every:
-            final = run(final, keys[n * every:])
-            parts.append(jax.tree.map(lambda a: a[None], final))
-        trajectory = jax.tree.map(lambda *a: jnp.concatenate(a), *parts)
-        return final, trajectory
+        return _scan_recorded(lambda s, k: step(self, s, k), state, keys, every)

@@ -155,7 +155,7 @@ def run_train(cfg: TrainConfig, task: FormationTask, model, out, resume: bool = 
     after = float(_evaluate(task, result.model))
     metrics = {"target": str(cfg.target), "model": cfg.model, "agents": cfg.agents, "size": cfg.size,
                "steps": cfg.steps, "batch": cfg.batch, "iters": cfg.iters, "seed": cfg.seed,
-               "field_weight": cfg.field_weight, "learning_rate": cfg.lr, "eps": task.eps,
+               "field_weight": cfg.field_weight, "learning_rate": cfg.lr, "eps": task.target.eps,
                "sinkhorn_before": before, "sinkhorn_after": after, "reduction": before / after if after > 0 else None,
                "final_training_loss": result.losses[-1] if result.losses else None, "seconds": result.seconds}
     write_json(out / "metrics.json", metrics)

@@ -21,7 +21,7 @@ from ..core.losses import l2
 from ..core.train import Task
 
 # %% auto #0
-__all__ = ['silhouette', 'target_cloud', 'coordinate_channels', 'formation_agents', 'FormationTask']
+__all__ = ['silhouette', 'target_cloud', 'coordinate_channels', 'ShapeTarget', 'formation_agents', 'SwarmTask', 'FormationTask']
 
 # %% ../../nbs/abm/04_train.ipynb #60cbcd5c
 def silhouette(target="horse", size: int = 64, margin: float = 0.1) -> np.ndarray:
@@ -57,6 +57,46 @@ def coordinate_channels(size: int, channels: tuple[int, int] = (1, 2)) -> FixedC
     y, x = (np.mgrid[0:size, 0:size] + 0.5) / size * 2 - 1
     return FixedChannels(channels, np.stack([x, y]).astype(np.float32))
 
+# %% ../../nbs/abm/04_train.ipynb #7f124a51
+class ShapeTarget(eqx.Module):
+    "A shape for swarms to form: a weighted point cloud in the unit square, and its silhouette on the grid."
+
+    points: jax.Array  # [M, 2] in the unit square
+    weights: jax.Array  # [M], summing to one
+    self_ot: jax.Array  # OT_eps(b, b) of the cloud with itself, computed once
+    field: jax.Array  # [G, G] the silhouette's opacity on the grid
+    eps: float = eqx.field(static=True)
+    tolerance: float = eqx.field(static=True)
+
+    def __init__(
+        self,
+        target="horse",  # image name, file path or array
+        size: int = 64,  # grid size G of the silhouette
+        resolution: int = 32,  # grid of the point cloud
+        margin: float = 0.1,  # blank border around the silhouette, as a fraction of the grid
+        eps: float = 1e-2,  # Sinkhorn ε in the unit square (blur ~ sqrt(ε))
+        tolerance: float = 1e-3,  # Sinkhorn stopping tolerance
+    ):
+        if not eps > 0:
+            raise ValueError(f"eps must be > 0, got {eps}")
+        mask = silhouette(target, size, margin)
+        points, weights = target_cloud(mask, resolution)
+        self.points, self.weights = jnp.asarray(points), jnp.asarray(weights)
+        self.self_ot = _self_ot(self.points, self.weights, eps, 2000, tolerance * 0.1, 0.5)
+        self.field = jnp.asarray(mask)
+        self.eps, self.tolerance = float(eps), float(tolerance)
+
+    def divergence(self, positions: jax.Array) -> jax.Array:
+        "Sinkhorn divergence of each swarm `[B, N, 2]` (in the unit square) to the cloud: `[B]`."
+        return jax.vmap(lambda p: sinkhorn_divergence(p, self.points, b=self.weights, eps=self.eps,
+                                                      tolerance=self.tolerance, self_y=self.self_ot))(positions)
+
+    def field_loss(self, field: jax.Array) -> jax.Array:
+        "Mean squared difference of each field `[B, G, G]` and the silhouette, both scaled to mean one: `[B]`."
+        f = field / (field.mean(axis=(-2, -1), keepdims=True) + 1e-6)
+        t = self.field / self.field.mean()
+        return l2(f[:, None], jnp.broadcast_to(t, f.shape)[:, None])
+
 # %% ../../nbs/abm/04_train.ipynb #0784fc5c
 def formation_agents(size: int = 64, model: str = "chemotaxis", hidden: int = 64, *, key: jax.Array) -> AgentModel:
     "The default trainable swarm for shape formation: pheromone channel 0, coordinate channels 1 and 2."
@@ -69,27 +109,108 @@ def formation_agents(size: int = 64, model: str = "chemotaxis", hidden: int = 64
         return NeuralSlime(sensor_distance=size / 8, **common)
     raise ValueError(f"unknown agent model {model!r}; expected 'chemotaxis' or 'slime'")
 
-# %% ../../nbs/abm/04_train.ipynb #592e26be
+# %% ../../nbs/abm/04_train.ipynb #527c6547
 _rollout = eqx.filter_jit(lambda model, state, steps, key: model.rollout(state, steps, key))
+_EVALUATION_KEY = 20260101
 
 
-class FormationTask(Task):
-    "Fit an agent rule so that swarms from random starts end on a target cloud (and a field channel on its silhouette)."
+def _mean_over_frames(score, x: jax.Array) -> jax.Array:
+    "`score` (of a batch `[B * F, ...]`, one value each) of `x [B, F, ...]`, averaged over the F frames: `[B]`."
+    b, f = x.shape[:2]
+    return score(x.reshape(b * f, *x.shape[2:])).reshape(b, f).mean(1)
 
-    target_points: jax.Array  # [M, 2] in the unit square
-    target_weights: jax.Array  # [M]
-    target_self: jax.Array  # OT_eps(b, b), computed once
-    target_field: jax.Array  # [G, G] silhouette on the grid
+
+class SwarmTask(Task):
+    "Swarms from uniformly random starts on empty fields, rolled out and scored; subclasses define `losses` and `figure`."
+
     n_agents: int = eqx.field(static=True)
     size: int = eqx.field(static=True)
     steps: int = eqx.field(static=True)
-    eps: float = eqx.field(static=True)
-    field_weight: float = eqx.field(static=True)
-    field_channel: int = eqx.field(static=True)
     channels: int = eqx.field(static=True)
     hold: bool = eqx.field(static=True)
     eval_batch: int = eqx.field(static=True)
-    tolerance: float = eqx.field(static=True)
+
+    def check(self, model) -> None:
+        "Raise a clear error unless `model` is an agent model whose channels and environment fit the task's states."
+        if not isinstance(model, AgentModel):
+            raise TypeError(f"{type(self).__name__} trains agent models, got {type(model).__name__}")
+        if model.channels != self.channels:
+            raise ValueError(f"the model has {model.channels} field channels but the task makes states with "
+                             f"{self.channels}; pass channels={model.channels} to {type(self).__name__}")
+        if model.environment is not None:
+            model.environment.check((model.channels, self.size, self.size))
+
+    def starts(self, key: jax.Array, n: int) -> AgentState:
+        "`n` swarms at uniformly random positions and headings, with empty fields (a batch `AgentState`)."
+        return jax.vmap(lambda k: random_agents(k, self.n_agents, self.size, self.channels))(jax.random.split(key, n))
+
+    def sample(self, state, key):
+        return self.starts(key, self.batch_size)
+
+    def scored(self, model, starts: AgentState, key: jax.Array) -> AgentState:
+        "The states `[B, F, ...]` that score a rollout from `starts`: steps T/2, 3T/4, T with `hold` (F = 3), else T."
+        if self.hold:
+            _, traj = model.rollout(starts, self.steps, key, every=self.steps // 4)
+            return jax.tree.map(lambda a: jnp.swapaxes(a[2:], 0, 1), traj)
+        final, _ = model.rollout(starts, self.steps, key)
+        return jax.tree.map(lambda a: a[:, None], final)
+
+    def losses(self, model, starts: AgentState, key: jax.Array) -> tuple[jax.Array, ...]:
+        "Per-swarm scores `([B], ...)` of a rollout from `starts`; `evaluate` averages the first."
+        raise NotImplementedError
+
+    def evaluate(self, model, key=None):
+        "The mean first score of `losses` over `eval_batch` fixed starts (the same at every call, so runs compare)."
+        k = jax.random.key(_EVALUATION_KEY)
+        return jnp.mean(self.losses(model, self.starts(k, self.eval_batch), jax.random.fold_in(k, 1))[0])
+
+    def evaluation_swarm(self, model) -> tuple[AgentState, AgentState]:
+        "Start and end of the first evaluation swarm (one swarm each, for figures)."
+        k = jax.random.key(_EVALUATION_KEY)
+        start = jax.tree.map(lambda a: a[0], self.starts(k, 1))
+        return start, _rollout(model, start, self.steps, jax.random.fold_in(k, 1))[0]
+
+# %% ../../nbs/abm/04_train.ipynb #98958416
+def _check_formation(n_agents, size, steps, batch_size, eval_batch, hold, eps, field_weight) -> None:
+    "Raise a clear `ValueError` for settings `FormationTask` cannot train with (before any image is read)."
+    check_agents(n_agents, size, batch=batch_size, frames=2)
+    if steps < 1 or batch_size < 1 or eval_batch < 1:
+        raise ValueError(f"steps, batch_size and eval_batch must be >= 1, got {steps}, {batch_size}, {eval_batch}")
+    if hold and steps % 4:
+        raise ValueError(f"with hold=True the number of steps must be a multiple of 4, got {steps}")
+    if eps <= 0 or field_weight < 0:
+        raise ValueError(f"eps must be > 0 and field_weight >= 0, got {eps}, {field_weight}")
+
+
+def _check_field_channel(field_channel: int, channels: int) -> None:
+    if not 0 <= field_channel < channels:
+        raise ValueError(f"field_channel {field_channel} is not one of the model's {channels} channels")
+
+
+def _formation_figure(target_field, start: AgentState, final: AgentState, field_channel: int, steps: int):
+    "Target, start and end of one swarm (grid units), as a matplotlib figure."
+    import matplotlib.pyplot as plt
+    g = target_field.shape[-1]
+    fig, ax = plt.subplots(1, 3, figsize=(10, 3.6))
+    ax[0].imshow(target_field, cmap="gray_r", extent=(0, g, g, 0))
+    ax[0].set_title("target")
+    ax[1].scatter(*np.asarray(start.positions).T, s=2, c="tab:blue")
+    ax[1].set_title("start")
+    ax[2].imshow(np.asarray(final.field[field_channel]), cmap="magma", extent=(0, g, g, 0))
+    ax[2].scatter(*np.asarray(final.positions).T, s=2, c="c")
+    ax[2].set_title(f"after {steps} steps")
+    for a in ax:
+        a.set_xlim(0, g); a.set_ylim(g, 0); a.set_aspect("equal"); a.set_xticks([]); a.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+# %% ../../nbs/abm/04_train.ipynb #988ced6d
+class FormationTask(SwarmTask):
+    "Fit an agent rule so that swarms from random starts end on a target cloud (and a field channel on its silhouette)."
+
+    target: ShapeTarget  # the shape to form
+    field_weight: float = eqx.field(static=True)
+    field_channel: int = eqx.field(static=True)
 
     def __init__(
         self,
@@ -108,97 +229,38 @@ class FormationTask(Task):
         margin: float = 0.1,  # blank border around the silhouette, as a fraction of the grid
         tolerance: float = 1e-3,  # Sinkhorn stopping tolerance
     ):
-        check_agents(n_agents, size, batch=batch_size, frames=2)
-        if steps < 1 or batch_size < 1 or eval_batch < 1:
-            raise ValueError(f"steps, batch_size and eval_batch must be >= 1, got {steps}, {batch_size}, {eval_batch}")
-        if hold and steps % 4:
-            raise ValueError(f"with hold=True the number of steps must be a multiple of 4, got {steps}")
-        if eps <= 0 or field_weight < 0:
-            raise ValueError(f"eps must be > 0 and field_weight >= 0, got {eps}, {field_weight}")
-        mask = silhouette(target, size, margin)
-        points, weights = target_cloud(mask, resolution)
-        self.target_points, self.target_weights = jnp.asarray(points), jnp.asarray(weights)
-        self.target_self = _self_ot(self.target_points, self.target_weights, eps, 2000, tolerance * 0.1, 0.5)
-        self.target_field = jnp.asarray(mask)
+        _check_formation(n_agents, size, steps, batch_size, eval_batch, hold, eps, field_weight)
+        self.target = ShapeTarget(target, size, resolution, margin, eps, tolerance)
         self.n_agents, self.size, self.steps, self.batch_size = int(n_agents), int(size), int(steps), int(batch_size)
-        self.eps, self.field_weight, self.field_channel = float(eps), float(field_weight), int(field_channel)
-        self.channels, self.eval_batch, self.tolerance = int(channels), int(eval_batch), float(tolerance)
-        self.hold = bool(hold)
+        self.channels, self.eval_batch, self.hold = int(channels), int(eval_batch), bool(hold)
+        self.field_weight, self.field_channel = float(field_weight), int(field_channel)
 
     def check(self, model) -> None:
-        if not isinstance(model, AgentModel):
-            raise TypeError(f"FormationTask trains agent models, got {type(model).__name__}")
-        if model.channels != self.channels:
-            raise ValueError(f"the model has {model.channels} field channels but the task makes states with "
-                             f"{self.channels}; pass channels={model.channels} to FormationTask")
-        if not 0 <= self.field_channel < model.channels:
-            raise ValueError(f"field_channel {self.field_channel} is not one of the model's {model.channels} channels")
-        if model.environment is not None:
-            model.environment.check((model.channels, self.size, self.size))
-
-    def starts(self, key: jax.Array, n: int) -> AgentState:
-        "`n` swarms at uniformly random positions and headings, with empty fields (a batch `AgentState`)."
-        return jax.vmap(lambda k: random_agents(k, self.n_agents, self.size, self.channels))(jax.random.split(key, n))
-
-    def sample(self, state, key):
-        return self.starts(key, self.batch_size)
+        super().check(model)
+        _check_field_channel(self.field_channel, model.channels)
 
     def divergence(self, positions: jax.Array) -> jax.Array:
         "Sinkhorn divergence of each swarm `[B, N, 2]` (grid units) to the target cloud: `[B]`."
-        return jax.vmap(lambda p: sinkhorn_divergence(p / self.size, self.target_points, b=self.target_weights,
-                                                      eps=self.eps, tolerance=self.tolerance,
-                                                      self_y=self.target_self))(positions)
+        return self.target.divergence(positions / self.size)
 
     def field_loss(self, field: jax.Array) -> jax.Array:
-        "Mean squared difference of channel `field_channel` of `field [B, C, G, G]` and the silhouette, both at mean one."
-        f = field[:, self.field_channel]
-        f = f / (f.mean(axis=(-2, -1), keepdims=True) + 1e-6)
-        t = self.target_field / self.target_field.mean()
-        return l2(f[:, None], jnp.broadcast_to(t, f.shape)[:, None])
+        "The target's field loss of channel `field_channel` of `field [B, C, G, G]`: `[B]`."
+        return self.target.field_loss(field[:, self.field_channel])
 
     def losses(self, model, starts: AgentState, key: jax.Array) -> tuple[jax.Array, jax.Array]:
         "Per-swarm (Sinkhorn divergence, field loss), averaged over the scored steps of a rollout from `starts`."
-        if self.hold:
-            _, traj = model.rollout(starts, self.steps, key, every=self.steps // 4)
-            scored = jax.tree.map(lambda a: jnp.swapaxes(a[2:], 0, 1), traj)  # [B, 3, ...]: steps T/2, 3T/4, T
-        else:
-            final, _ = model.rollout(starts, self.steps, key)
-            scored = jax.tree.map(lambda a: a[:, None], final)
-        b, f = scored.positions.shape[:2]
-        flat = jax.tree.map(lambda a: a.reshape(b * f, *a.shape[2:]), scored)
-        sinkhorn = self.divergence(flat.positions).reshape(b, f).mean(1)
-        field = self.field_loss(flat.field).reshape(b, f).mean(1) if self.field_weight > 0 else jnp.zeros(b)
+        scored = self.scored(model, starts, key)
+        sinkhorn = _mean_over_frames(self.divergence, scored.positions)
+        field = _mean_over_frames(self.field_loss, scored.field) if self.field_weight > 0 else jnp.zeros_like(sinkhorn)
         return sinkhorn, field
 
     def loss(self, model, batch, key):
         sinkhorn, field = self.losses(model, batch, key)
         return jnp.mean(sinkhorn + self.field_weight * field), sinkhorn
 
-    def evaluate(self, model, key=None):
-        "The mean Sinkhorn divergence over `eval_batch` fixed starts (the same at every call, so runs compare)."
-        k = jax.random.key(20260101)
-        sinkhorn, _ = self.losses(model, self.starts(k, self.eval_batch), jax.random.fold_in(k, 1))
-        return jnp.mean(sinkhorn)
-
     def log(self, model, state, step, logger, key):
         logger.figure("formation", self.figure(model), step)
 
     def figure(self, model, key=None):
-        "Target, start and end of one evaluation swarm, as a matplotlib figure."
-        import matplotlib.pyplot as plt
-        k = jax.random.key(20260101)
-        start = jax.tree.map(lambda a: a[0], self.starts(k, 1))
-        final, _ = _rollout(model, start, self.steps, jax.random.fold_in(k, 1))
-        g = self.size
-        fig, ax = plt.subplots(1, 3, figsize=(10, 3.6))
-        ax[0].imshow(self.target_field, cmap="gray_r", extent=(0, g, g, 0))
-        ax[0].set_title("target")
-        ax[1].scatter(*np.asarray(start.positions).T, s=2, c="tab:blue")
-        ax[1].set_title("start")
-        ax[2].imshow(np.asarray(final.field[self.field_channel]), cmap="magma", extent=(0, g, g, 0))
-        ax[2].scatter(*np.asarray(final.positions).T, s=2, c="c")
-        ax[2].set_title(f"after {self.steps} steps")
-        for a in ax:
-            a.set_xlim(0, g); a.set_ylim(g, 0); a.set_aspect("equal"); a.set_xticks([]); a.set_yticks([])
-        fig.tight_layout()
-        return fig
+        "Target, start and end of the first evaluation swarm, as a matplotlib figure."
+        return _formation_figure(self.target.field, *self.evaluation_swarm(model), self.field_channel, self.steps)

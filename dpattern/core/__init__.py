@@ -15,17 +15,17 @@ __all__ = ['Augmentation', 'random_shift', 'add_noise', 'disc_mask', 'disc_damag
            'map_space', 'row_offset', 'cell_uniform', 'TensorBoardLogger', 'NullLogger', 'purge_events', 'LOSSES', 'l2',
            'l1', 'rmse', 'sampled_l2', 'spectral', 'perception_features', 'gradient_l2', 'StateLoss', 'range_penalty',
            'texture_features', 'sliced_wasserstein', 'texture', 'ACTIVATIONS', 'INITIALISERS', 'activation', 'dense',
-           'dense_leading', 'dense_rows', 'glorot_uniform', 'lecun_normal', 'apply_mlp', 'MLP', 'MAX_MODEL_BYTES',
-           'model_kind', 'is_trainable', 'trainable_filter', 'Model', 'Frozen', 'encode_hyperparam',
-           'decode_hyperparam', 'model_family', 'model_class', 'model_skeleton', 'load_model', 'upgrade_arrays',
-           'Boundary', 'BOUNDARIES', 'HALO', 'check_boundary', 'pad', 'stencil', 'apply_stencils', 'stencil_features',
-           'gradient', 'vector_norm', 'gradient_norm', 'divergence', 'curl', 'laplacian', 'average', 'flux_diffusion',
-           'neighbourhood_max', 'MANIFEST', 'RUN_MARKERS', 'UsageError', 'prepare_out', 'to_jsonable', 'write_json',
-           'read_json', 'package_version', 'write_manifest', 'read_manifest', 'resume_config', 'write_gif',
-           'write_figure', 'array_bytes', 'available_memory', 'format_bytes', 'check_memory', 'data_mesh', 'replicated',
-           'batch_sharding', 'check_batch_size', 'put_replicated', 'constrain_batch', 'constrain_replicated', 'LATEST',
-           'BEST', 'Task', 'normalise_gradients', 'default_optimiser', 'TrainingDiverged', 'TrainResult',
-           'read_training_header', 'check_group_sizes', 'train']
+           'dense_leading', 'glorot_uniform', 'lecun_normal', 'apply_mlp', 'MLP', 'MAX_MODEL_BYTES', 'model_kind',
+           'is_trainable', 'trainable_filter', 'Model', 'Frozen', 'encode_hyperparam', 'decode_hyperparam',
+           'model_family', 'model_class', 'model_skeleton', 'load_model', 'upgrade_arrays', 'Boundary', 'BOUNDARIES',
+           'HALO', 'check_boundary', 'pad', 'stencil', 'apply_stencils', 'stencil_features', 'gradient', 'vector_norm',
+           'gradient_norm', 'divergence', 'curl', 'laplacian', 'average', 'flux_diffusion', 'neighbourhood_max',
+           'Discretisation', 'FivePoint', 'NinePoint', 'FourthOrder', 'Spectral', 'MANIFEST', 'RUN_MARKERS',
+           'UsageError', 'prepare_out', 'to_jsonable', 'write_json', 'read_json', 'package_version', 'write_manifest',
+           'read_manifest', 'resume_config', 'write_gif', 'write_figure', 'array_bytes', 'available_memory',
+           'format_bytes', 'check_memory', 'data_mesh', 'replicated', 'batch_sharding', 'check_batch_size',
+           'put_replicated', 'constrain_batch', 'constrain_replicated', 'LATEST', 'BEST', 'Task', 'normalise_gradients',
+           'default_optimiser', 'TrainingDiverged', 'TrainResult', 'read_training_header', 'check_group_sizes', 'train']
 
 # %% ../../nbs/core/index.ipynb #core0003
 from dpattern.core.augment import (
@@ -58,8 +58,7 @@ from dpattern.core.losses import (
     texture_features, sliced_wasserstein, texture,
 )
 from dpattern.core.mlp import (
-    ACTIVATIONS, INITIALISERS, activation, dense, dense_leading, dense_rows, glorot_uniform, lecun_normal,
-    apply_mlp, MLP,
+    ACTIVATIONS, INITIALISERS, activation, dense, dense_leading, glorot_uniform, lecun_normal, apply_mlp, MLP,
 )
 from dpattern.core.model import (
     MAX_MODEL_BYTES, model_kind, is_trainable, trainable_filter, Model, Frozen, encode_hyperparam,
@@ -68,6 +67,7 @@ from dpattern.core.model import (
 from dpattern.core.operators import (
     Boundary, BOUNDARIES, HALO, check_boundary, pad, stencil, apply_stencils, stencil_features, gradient,
     vector_norm, gradient_norm, divergence, curl, laplacian, average, flux_diffusion, neighbourhood_max,
+    Discretisation, FivePoint, NinePoint, FourthOrder, Spectral,
 )
 from dpattern.core.run import (
     MANIFEST, RUN_MARKERS, UsageError, prepare_out, to_jsonable, write_json, read_json, package_version,
@@ -83,6 +83,7 @@ from dpattern.core.train import (
     read_training_header, check_group_sizes, train,
 )
 
+# %% ../../nbs/core/index.ipynb #ca873b51
 _all_ = [
     'Augmentation', 'random_shift', 'add_noise', 'disc_mask', 'disc_damage', 'random_crop', 'chain',
     'per_sample', 'roll_each', 'damage_last', 'teacher_force', 'unshift', 'TeacherForce', 'Shift', 'Noise',
@@ -97,15 +98,16 @@ _all_ = [
     'TensorBoardLogger', 'NullLogger', 'purge_events', 'LOSSES', 'l2', 'l1', 'rmse', 'sampled_l2', 'spectral',
     'perception_features', 'gradient_l2', 'StateLoss', 'range_penalty', 'texture_features',
     'sliced_wasserstein', 'texture', 'ACTIVATIONS', 'INITIALISERS', 'activation', 'dense', 'dense_leading',
-    'dense_rows', 'glorot_uniform', 'lecun_normal', 'apply_mlp', 'MLP', 'MAX_MODEL_BYTES', 'model_kind',
-    'is_trainable', 'trainable_filter', 'Model', 'Frozen', 'encode_hyperparam', 'decode_hyperparam',
-    'model_family', 'model_class', 'model_skeleton', 'load_model', 'upgrade_arrays', 'Boundary', 'BOUNDARIES',
-    'HALO', 'check_boundary', 'pad', 'stencil', 'apply_stencils', 'stencil_features', 'gradient', 'vector_norm',
+    'glorot_uniform', 'lecun_normal', 'apply_mlp', 'MLP', 'MAX_MODEL_BYTES', 'model_kind', 'is_trainable',
+    'trainable_filter', 'Model', 'Frozen', 'encode_hyperparam', 'decode_hyperparam', 'model_family',
+    'model_class', 'model_skeleton', 'load_model', 'upgrade_arrays', 'Boundary', 'BOUNDARIES', 'HALO',
+    'check_boundary', 'pad', 'stencil', 'apply_stencils', 'stencil_features', 'gradient', 'vector_norm',
     'gradient_norm', 'divergence', 'curl', 'laplacian', 'average', 'flux_diffusion', 'neighbourhood_max',
-    'MANIFEST', 'RUN_MARKERS', 'UsageError', 'prepare_out', 'to_jsonable', 'write_json', 'read_json',
-    'package_version', 'write_manifest', 'read_manifest', 'resume_config', 'write_gif', 'write_figure',
-    'array_bytes', 'available_memory', 'format_bytes', 'check_memory', 'data_mesh', 'replicated',
-    'batch_sharding', 'check_batch_size', 'put_replicated', 'constrain_batch', 'constrain_replicated', 'LATEST',
-    'BEST', 'Task', 'normalise_gradients', 'default_optimiser', 'TrainingDiverged', 'TrainResult',
-    'read_training_header', 'check_group_sizes', 'train',
+    'Discretisation', 'FivePoint', 'NinePoint', 'FourthOrder', 'Spectral', 'MANIFEST', 'RUN_MARKERS',
+    'UsageError', 'prepare_out', 'to_jsonable', 'write_json', 'read_json', 'package_version', 'write_manifest',
+    'read_manifest', 'resume_config', 'write_gif', 'write_figure', 'array_bytes', 'available_memory',
+    'format_bytes', 'check_memory', 'data_mesh', 'replicated', 'batch_sharding', 'check_batch_size',
+    'put_replicated', 'constrain_batch', 'constrain_replicated', 'LATEST', 'BEST', 'Task',
+    'normalise_gradients', 'default_optimiser', 'TrainingDiverged', 'TrainResult', 'read_training_header',
+    'check_group_sizes', 'train',
 ]

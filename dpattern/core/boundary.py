@@ -44,6 +44,31 @@ def _hold(self, state: jax.Array, before: jax.Array | None, axis: int) -> jax.Ar
         out = out.at[at(self.mask_channel)].set(jnp.take(before, self.mask_channel, axis=axis))
     return out
 
+# %% ../../nbs/core/03_boundary.ipynb #1b0e6397
+def _fixed_arrays(channels: Sequence[int], values, where, mask_channel: int | None):
+    """`(channels, values, where)` of a `FixedChannels` as it stores them: channel indices as a tuple, `values`
+    as `[M, H, W]` float32, `where` as float32; a clear `ValueError` for shapes that do not fit."""
+    channels = tuple(int(c) for c in channels)
+    if len(set(channels)) != len(channels):
+        raise ValueError(f"channel indices repeat: {channels}")
+    if values is not None:
+        values = jnp.asarray(values, jnp.float32)
+        if values.ndim == 2:
+            values = jnp.broadcast_to(values, (len(channels), *values.shape))
+        if values.ndim != 3 or values.shape[0] != len(channels):
+            raise ValueError(f"values must have shape [M, H, W] with M = {len(channels)} channels "
+                             f"(or [H, W] shared by all), got {tuple(values.shape)}")
+    if where is not None and mask_channel is not None:
+        raise ValueError("give either where (one mask for every sample) or mask_channel (each sample's "
+                         "own mask, a channel of the state), not both")
+    if where is not None:
+        where = jnp.asarray(where, jnp.float32)
+        grid = tuple(where.shape[-2:]) if values is None else tuple(values.shape[-2:])
+        if where.shape not in (grid, (len(channels), *grid)):
+            raise ValueError(f"where must have shape {grid} or {(len(channels), *grid)}, "
+                             f"got {tuple(where.shape)}")
+    return channels, values, where
+
 # %% ../../nbs/core/03_boundary.ipynb #72ca6b52
 class FixedChannels(Frozen):
     """Hold `channels` of a state `[..., C, H, W]` after each step at `values [M, H, W]` (None: what the
@@ -55,26 +80,7 @@ class FixedChannels(Frozen):
     mask_channel: int | None = eqx.field(static=True)
 
     def __init__(self, channels: Sequence[int], values=None, where=None, mask_channel: int | None = None):
-        channels = tuple(int(c) for c in channels)
-        if len(set(channels)) != len(channels):
-            raise ValueError(f"channel indices repeat: {channels}")
-        if values is not None:
-            values = jnp.asarray(values, jnp.float32)
-            if values.ndim == 2:
-                values = jnp.broadcast_to(values, (len(channels), *values.shape))
-            if values.ndim != 3 or values.shape[0] != len(channels):
-                raise ValueError(f"values must have shape [M, H, W] with M = {len(channels)} channels "
-                                 f"(or [H, W] shared by all), got {tuple(values.shape)}")
-        if where is not None and mask_channel is not None:
-            raise ValueError("give either where (one mask for every sample) or mask_channel (each sample's "
-                             "own mask, a channel of the state), not both")
-        if where is not None:
-            where = jnp.asarray(where, jnp.float32)
-            grid = tuple(where.shape[-2:]) if values is None else tuple(values.shape[-2:])
-            if where.shape not in (grid, (len(channels), *grid)):
-                raise ValueError(f"where must have shape {grid} or {(len(channels), *grid)}, "
-                                 f"got {tuple(where.shape)}")
-        self.channels, self.values, self.where = channels, values, where
+        self.channels, self.values, self.where = _fixed_arrays(channels, values, where, mask_channel)
         self.mask_channel = None if mask_channel is None else int(mask_channel)
 
     @property

@@ -386,7 +386,6 @@ def train(
     overwrite: bool = False,  # allow starting afresh in a directory that already holds a run
     log_every: int = 100,  # steps between task figures in TensorBoard
     checkpoint_every: int = 100,  # steps between checkpoints
-    eval_every: int | None = None,  # steps between validation losses (default: checkpoint_every)
     devices: int | list | None = None,  # devices to split the batch over (None: all)
     progress: bool = True,  # show a tqdm progress bar
     on_step: Callable[[int, float], None] | None = None,  # called after each step with (step, loss)
@@ -402,7 +401,6 @@ def train(
     writer = jax.process_index() == 0
     out = _run_directory(out, resume, overwrite)
     optimiser = optimiser or default_optimiser(steps)
-    eval_every = eval_every or checkpoint_every
 
     params, static, opt_state, task_state, run = _start(model, task, key, optimiser, out, resume, writer, progress)
     start, losses, evals, best = run["step"], run["losses"], run["evals"], run["best"]

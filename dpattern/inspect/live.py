@@ -476,7 +476,7 @@ _JS_RHS1 = r"""
 };
 """
 
-# %% ../../nbs/inspect/04_live.ipynb #8a26aa67
+# %% ../../nbs/inspect/04_live.ipynb #f6604850
 _JS_UI0 = r"""
 // the widget: a canvas, controls, the animation loop and a hook for tests (window.dpatternLive)
 function control(label, input, readout) {
@@ -506,6 +506,10 @@ function button(text, onclick) {
   b.onclick = onclick;
   return b;
 }
+"""
+
+# %% ../../nbs/inspect/04_live.ipynb #e69f7b0b
+_JS_UI1 = r"""
 function render({ model, el }) {
   const spec = model.get("spec"), nca = spec.kind === "nca";
   const eng = nca ? ncaEngine(spec, model.get("renderer") || "auto") : new PDEEngine(spec);
@@ -551,6 +555,10 @@ function render({ model, el }) {
     if (v && !raf) { last = performance.now(); since = 0; raf = requestAnimationFrame(frame); }
     draw();
   };
+"""
+
+# %% ../../nbs/inspect/04_live.ipynb #0804f6bf
+_JS_UI2 = r"""
   const save = (name, value) => { model.set(name, value); model.save_changes(); };
   const playBtn = button(playing ? "pause" : "play", () => { setPlaying(!playing); save("playing", playing); });
   const resetBtn = button("reset", () => { eng.reset(); steps = 0; draw(); });
@@ -595,8 +603,8 @@ function render({ model, el }) {
   }
 """
 
-# %% ../../nbs/inspect/04_live.ipynb #48c82549
-_JS_UI1 = r"""
+# %% ../../nbs/inspect/04_live.ipynb #7a1ecf24
+_JS_UI3 = r"""
   const at = ev => {
     const b = canvas.getBoundingClientRect();
     return [(ev.clientY - b.top) / b.height, (ev.clientX - b.left) / b.width];
@@ -728,7 +736,7 @@ void main() {
 }`;
 """
 
-# %% ../../nbs/inspect/04_live.ipynb #d58836ac
+# %% ../../nbs/inspect/04_live.ipynb #449d4c2b
 _JS_GLENGINE0 = r"""
 const KINDS = { identity: 0, grad_x: 1, grad_y: 2, laplacian: 3, average: 4, grad_norm: 5 };
 const MODES = { periodic: 0, zero: 1, reflect: 2, replicate: 3 };
@@ -771,6 +779,10 @@ class GLNCAEngine extends NCAEngine {
     this.S = [0, 1, 2].map(() => tex(W * this.T, H, null));       // state, proposal, spare
     this.HID = tex(W * this.HT, H, null);
     this.fb = gl.createFramebuffer();
+"""
+
+# %% ../../nbs/inspect/04_live.ipynb #7cc2b70c
+_JS_GLENGINE1 = r"""
     const vs = `#version 300 es
 in vec2 pos; void main() { gl_Position = vec4(pos, 0.0, 1.0); }`;
     const prog = src => {
@@ -804,7 +816,7 @@ in vec2 pos; void main() { gl_Position = vec4(pos, 0.0, 1.0); }`;
   }
 """
 
-# %% ../../nbs/inspect/04_live.ipynb #e3c59bcc
+# %% ../../nbs/inspect/04_live.ipynb #fe9964fc
 _JS_GLSTEP0 = r"""
   // the CPU copy this.x is kept for drawing, erasing and reading back: download() refreshes it
   upload() {
@@ -844,6 +856,10 @@ _JS_GLSTEP0 = r"""
     });
     gl.drawArrays(gl.TRIANGLES, 0, 3);
   }
+"""
+
+# %% ../../nbs/inspect/04_live.ipynb #ee9e5541
+_JS_GLSTEP1 = r"""
   step(mask) {
     const { H, W, gl, u, sp = this.spec } = this, N = H * W, fire = new Float32Array(N);
     if (mask) for (let i = 0; i < N; i++) fire[i] = mask[i] > 0 ? 1 : 0;
@@ -867,8 +883,8 @@ _JS_GLSTEP0 = r"""
   }
 """
 
-# %% ../../nbs/inspect/04_live.ipynb #a11dbf9d
-_JS_GLSTEP1 = r"""
+# %% ../../nbs/inspect/04_live.ipynb #5039627d
+_JS_GLSTEP2 = r"""
   reset() { super.reset(); this.upload(); }
   erase(cy, cx, r) { this.download(); super.erase(cy, cx, r); this.upload(); }
   getState() { this.download(); return super.getState(); }
@@ -903,7 +919,9 @@ function ncaEngine(spec, renderer) {
 """
 
 # %% ../../nbs/inspect/04_live.ipynb #1e894060
-ESM = "".join([_JS_UTIL0, _JS_UTIL1, _JS_NCA0, _JS_NCA1, _JS_NCA2, _JS_STEP0, _JS_STEP1, _JS_PDE0, _JS_PDE1, _JS_RHS0, _JS_RHS1, _JS_UI0, _JS_UI1, _JS_GL0, _JS_GL1, _JS_GLENGINE0, _JS_GLSTEP0, _JS_GLSTEP1])  # the widget's ES module
+ESM = "".join([_JS_UTIL0, _JS_UTIL1, _JS_NCA0, _JS_NCA1, _JS_NCA2, _JS_STEP0, _JS_STEP1, _JS_PDE0, _JS_PDE1, _JS_RHS0,
+               _JS_RHS1, _JS_UI0, _JS_UI1, _JS_UI2, _JS_UI3, _JS_GL0, _JS_GL1, _JS_GLENGINE0, _JS_GLENGINE1,
+               _JS_GLSTEP0, _JS_GLSTEP1, _JS_GLSTEP2])  # the widget's ES module
 
 # %% ../../nbs/inspect/04_live.ipynb #c107fb27
 def _b64(a) -> dict:

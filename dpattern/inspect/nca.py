@@ -71,7 +71,7 @@ def sensitivity(model: NCA, states, gain: bool = False, max_cells: int = 20000,
     s = np.abs(jac).mean(axis=0)
     return s * p.std(axis=0)[None] if gain else s
 
-
+# %% ../../nbs/inspect/02_nca.ipynb #c06c0d8b
 def plot_sensitivity(model: NCA, sens: np.ndarray, title: str = "mean |d update / d feature| over live cells"):
     "One heat map per perception kernel: output channel (rows) against input channel (columns)."
     k, c = len(model.kernels), model.channels

@@ -76,7 +76,7 @@ def terms(model, u: jax.Array) -> dict[str, jax.Array]:
     check_neural(model)
     return _chemotaxis_terms(model, u) if isinstance(model, NeuralChemotaxis) else _rda_terms(model, u)
 
-
+# %% ../../nbs/inspect/00_pde.ipynb #e8233077
 TERM_ORDER = ("diffusion", "advection", "chemotaxis", "growth", "production", "decay", "damping")
 
 

@@ -10,11 +10,11 @@ __all__ = ['fast_rollout', 'GRADIENTS', 'seed_state', 'NCA', 'KERNELS', 'PERCEPT
            'nca_optimiser', 'check_devices', 'write_outputs', 'trajectory_losses', 'run_training', 'read_run_config',
            'load_run_model', 'run_losses', 'RolloutConfig', 'run_rollout', 'pool_sample', 'rank_by_loss', 'reseed',
            'visible_l2', 'check_channels', 'free_animation', 'as_training_set', 'device_groups', 'members',
-           'sample_weights', 'group_key', 'with_environment', 'score_states', 'grow_targets', 'grow_seeds',
-           'member_key', 'Grow', 'morph_starts', 'morph_ends', 'Morph', 'noise_state', 'overflow', 'Texture',
-           'imitate_windows', 'Imitate', 'UPDATES', 'TwoLayerUpdate', 'MLPUpdate', 'GatedUpdate', 'gaussian_basis',
-           'KANUpdate', 'render', 'render_grid', 'upscale', 'gif_frames', 'save_gif', 'plot_hidden', 'kernel_weights',
-           'plot_weights', 'plot_losses', 'summary_figure', 'erase_disc', 'Regrow']
+           'sample_weights', 'pack', 'unpack', 'group_key', 'with_environment', 'score_states', 'grow_targets',
+           'grow_seeds', 'member_key', 'Grow', 'morph_starts', 'morph_ends', 'Morph', 'noise_state', 'overflow',
+           'Texture', 'imitate_windows', 'Imitate', 'UPDATES', 'TwoLayerUpdate', 'MLPUpdate', 'GatedUpdate',
+           'gaussian_basis', 'KANUpdate', 'render', 'render_grid', 'upscale', 'gif_frames', 'save_gif', 'plot_hidden',
+           'kernel_weights', 'plot_weights', 'plot_losses', 'summary_figure', 'erase_disc', 'regrow_controls', 'Regrow']
 
 # %% ../../nbs/nca/index.ipynb #nca0003
 from dpattern.nca.fast_gradient import (
@@ -35,15 +35,16 @@ from dpattern.nca.runs import (
 )
 from dpattern.nca.tasks import (
     pool_sample, rank_by_loss, reseed, visible_l2, check_channels, free_animation, as_training_set,
-    device_groups, members, sample_weights, group_key, with_environment, score_states, grow_targets, grow_seeds,
-    member_key, Grow, morph_starts, morph_ends, Morph, noise_state, overflow, Texture, imitate_windows, Imitate,
+    device_groups, members, sample_weights, pack, unpack, group_key, with_environment, score_states,
+    grow_targets, grow_seeds, member_key, Grow, morph_starts, morph_ends, Morph, noise_state, overflow, Texture,
+    imitate_windows, Imitate,
 )
 from dpattern.nca.update import (
     UPDATES, TwoLayerUpdate, MLPUpdate, GatedUpdate, gaussian_basis, KANUpdate,
 )
 from dpattern.nca.visualise import (
     render, render_grid, upscale, gif_frames, save_gif, plot_hidden, kernel_weights, plot_weights, plot_losses,
-    summary_figure, erase_disc, Regrow,
+    summary_figure, erase_disc, regrow_controls, Regrow,
 )
 
 _all_ = [
@@ -54,10 +55,10 @@ _all_ = [
     'load_sequences', 'build', 'nca_optimiser', 'check_devices', 'write_outputs', 'trajectory_losses',
     'run_training', 'read_run_config', 'load_run_model', 'run_losses', 'RolloutConfig', 'run_rollout',
     'pool_sample', 'rank_by_loss', 'reseed', 'visible_l2', 'check_channels', 'free_animation',
-    'as_training_set', 'device_groups', 'members', 'sample_weights', 'group_key', 'with_environment',
-    'score_states', 'grow_targets', 'grow_seeds', 'member_key', 'Grow', 'morph_starts', 'morph_ends', 'Morph',
-    'noise_state', 'overflow', 'Texture', 'imitate_windows', 'Imitate', 'UPDATES', 'TwoLayerUpdate',
-    'MLPUpdate', 'GatedUpdate', 'gaussian_basis', 'KANUpdate', 'render', 'render_grid', 'upscale', 'gif_frames',
-    'save_gif', 'plot_hidden', 'kernel_weights', 'plot_weights', 'plot_losses', 'summary_figure', 'erase_disc',
-    'Regrow',
+    'as_training_set', 'device_groups', 'members', 'sample_weights', 'pack', 'unpack', 'group_key',
+    'with_environment', 'score_states', 'grow_targets', 'grow_seeds', 'member_key', 'Grow', 'morph_starts',
+    'morph_ends', 'Morph', 'noise_state', 'overflow', 'Texture', 'imitate_windows', 'Imitate', 'UPDATES',
+    'TwoLayerUpdate', 'MLPUpdate', 'GatedUpdate', 'gaussian_basis', 'KANUpdate', 'render', 'render_grid',
+    'upscale', 'gif_frames', 'save_gif', 'plot_hidden', 'kernel_weights', 'plot_weights', 'plot_losses',
+    'summary_figure', 'erase_disc', 'regrow_controls', 'Regrow',
 ]

@@ -24,9 +24,9 @@ from .visualise import erase_disc, plot_weights, render_grid
 
 # %% auto #0
 __all__ = ['pool_sample', 'rank_by_loss', 'reseed', 'visible_l2', 'check_channels', 'free_animation', 'as_training_set',
-           'device_groups', 'members', 'sample_weights', 'group_key', 'with_environment', 'score_states',
-           'grow_targets', 'grow_seeds', 'member_key', 'Grow', 'morph_starts', 'morph_ends', 'Morph', 'noise_state',
-           'overflow', 'Texture', 'imitate_windows', 'Imitate']
+           'device_groups', 'members', 'sample_weights', 'pack', 'unpack', 'group_key', 'with_environment',
+           'score_states', 'grow_targets', 'grow_seeds', 'member_key', 'Grow', 'morph_starts', 'morph_ends', 'Morph',
+           'noise_state', 'overflow', 'Texture', 'imitate_windows', 'Imitate']
 
 # %% ../../nbs/nca/04_tasks.ipynb #28020be8
 def pool_sample(pool: jax.Array, key: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
@@ -121,6 +121,16 @@ def sample_weights(data: TrainingSet, per_trajectory: Sequence[int], owners: Seq
     w = data.weights / data.weights.sum()
     share = np.array([w[i] / per_trajectory[i] for i in range(len(data))], np.float32)
     return tuple(jnp.asarray(share[np.asarray(o)]) for o in owners)
+
+# %% ../../nbs/nca/04_tasks.ipynb #c49cd4c2
+def pack(parts: list):
+    "A task state kept per group: one group's as it is, several as a list (a one-size run keeps a single array's layout)."
+    return parts[0] if len(parts) == 1 else list(parts)
+
+
+def unpack(state) -> list:
+    "The per-group parts of a state made by `pack`."
+    return state if isinstance(state, list) else [state]
 
 
 def group_key(key: jax.Array, g: int) -> jax.Array:
@@ -302,7 +312,8 @@ class _GrowSteps(_SetTraining):
     def init(self, key):
         if not self.pool_size:
             return None
-        return {"pool": [jnp.repeat(s, self.pool_size, axis=0) for s in self.seeds], "step": jnp.zeros((), jnp.int32)}
+        return {"pool": pack([jnp.repeat(s, self.pool_size, axis=0) for s in self.seeds]),
+                "step": jnp.zeros((), jnp.int32)}
 
 # %% ../../nbs/nca/04_tasks.ipynb #cec3fe40
 class _GrowTraining(_GrowSteps):
@@ -327,7 +338,7 @@ class _GrowTraining(_GrowSteps):
             if not self.pool_size:   # no pool: every sample grows from its seed (Growing NCA's first experiment)
                 out.append({"x": fresh})
                 continue
-            x, idx = self._draw(state["pool"][g], seeds, group.frames[:, 0], group_key(key, g))
+            x, idx = self._draw(unpack(state["pool"])[g], seeds, group.frames[:, 0], group_key(key, g))
             if self.warmup:          # the first `warmup` steps grow from the seed only (and fill the pool)
                 x = jnp.where(state["step"] < self.warmup, fresh, x)
             out.append({"x": x, "idx": idx})
@@ -345,8 +356,8 @@ class _GrowTraining(_GrowSteps):
     def update(self, state, batch, aux):
         if not self.pool_size:
             return state
-        pools = [p.at[b["idx"]].set(jax.lax.stop_gradient(a)) for p, b, a in zip(state["pool"], batch, aux)]
-        return {"pool": pools, "step": state["step"] + 1}
+        pools = [p.at[b["idx"]].set(jax.lax.stop_gradient(a)) for p, b, a in zip(unpack(state["pool"]), batch, aux)]
+        return {"pool": pack(pools), "step": state["step"] + 1}
 
     def grow(self, model, x, key) -> list:
         """Roll `x` out: with `window=1`, for a random number of steps in `self.steps` (the final state);
@@ -408,7 +419,7 @@ class Grow(_GrowTraining):
         _, traj = model.rollout(self.seed, self.steps[1], key, every=self.steps[1] // 4)
         logger.image("grow/from_seed", render_grid(traj, self.visible, columns=len(traj)), step)
         if self.pool_size:
-            logger.image("grow/pool", render_grid(state["pool"][0][:16], self.visible, columns=8), step)
+            logger.image("grow/pool", render_grid(unpack(state["pool"])[0][:16], self.visible, columns=8), step)
         self.log_trajectories(model, step, logger, key)
         _log_model(model, self, logger, step, key)
 
@@ -462,11 +473,11 @@ class _MorphSteps(_SetTraining):
         return tuple(self.repeats * g.frames.shape[0] * (g.frames.shape[1] - 1) for g in self.data)
 
     def init(self, key):
-        return {"ends": [morph_ends(g, self.repeats, self.channels) for g in self.data]}
+        return {"ends": pack([morph_ends(g, self.repeats, self.channels) for g in self.data])}
 
     def sample(self, state, key):
         out = []
-        for g, (group, ends) in enumerate(zip(self.data, state["ends"])):
+        for g, (group, ends) in enumerate(zip(self.data, unpack(state["ends"]))):
             x, data, y = morph_starts(group, ends, self.repeats, self.channels)
             out.append(self.augment({"x": x, "data": data, "y": y}, group_key(key, g)))
         return out
@@ -480,7 +491,7 @@ class _MorphSteps(_SetTraining):
         return total, outs
 
     def update(self, state, batch, aux):
-        return {"ends": [unshift(jax.lax.stop_gradient(out), b) for out, b in zip(aux, batch)]}
+        return {"ends": pack([unshift(jax.lax.stop_gradient(out), b) for out, b in zip(aux, batch)])}
 
 # %% ../../nbs/nca/04_tasks.ipynb #926fe387
 class Morph(_MorphSteps):
@@ -700,13 +711,13 @@ class _ImitateSteps(_SetTraining):
         return tuple(self.per * g.frames.shape[0] for g in self.data)
 
     def init(self, key):
-        return [{"x": jnp.zeros((n, self.channels, *g.grid)), "t": jnp.full((n,), g.frames.shape[1], jnp.int32)}
-                for n, g in zip(self.group_sizes, self.data)]
+        return pack([{"x": jnp.zeros((n, self.channels, *g.grid)), "t": jnp.full((n,), g.frames.shape[1], jnp.int32)}
+                for n, g in zip(self.group_sizes, self.data)])
 
     def sample(self, state, key):
         return [self.augment(imitate_windows(g, s, self.per, self.horizon, self.channels, self.restart,
                                              group_key(key, j)), jax.random.fold_in(key, 2**20 + j))
-                for j, (g, s) in enumerate(zip(self.data, state))]
+                for j, (g, s) in enumerate(zip(self.data, unpack(state)))]
 
     def loss(self, model, batch, key):
         total, ends = 0.0, []
@@ -718,7 +729,7 @@ class _ImitateSteps(_SetTraining):
         return total, ends
 
     def update(self, state, batch, aux):
-        return [{"x": jax.lax.stop_gradient(x), "t": b["t"] + self.horizon} for x, b in zip(aux, batch)]
+        return pack([{"x": jax.lax.stop_gradient(x), "t": b["t"] + self.horizon} for x, b in zip(aux, batch)])
 
 # %% ../../nbs/nca/04_tasks.ipynb #3deaddf3
 class Imitate(_ImitateSteps):

@@ -19,7 +19,7 @@ from ..core.data import to_rgb
 
 # %% auto #0
 __all__ = ['render', 'render_grid', 'upscale', 'gif_frames', 'save_gif', 'plot_hidden', 'kernel_weights', 'plot_weights',
-           'plot_losses', 'summary_figure', 'erase_disc', 'Regrow']
+           'plot_losses', 'summary_figure', 'erase_disc', 'regrow_controls', 'Regrow']
 
 # %% ../../nbs/nca/05_visualise.ipynb #943f9dbe
 def render(x, visible: int = 4, background: float = 1.0) -> np.ndarray:
@@ -156,6 +156,18 @@ def erase_disc(x, centre: tuple[float, float], radius: float):
     inside = ((yy + 0.5) / h - centre[0]) ** 2 + ((xx + 0.5) / w - centre[1]) ** 2 < radius ** 2
     return jnp.where(jnp.asarray(inside), 0.0, x)
 
+# %% ../../nbs/nca/05_visualise.ipynb #2429b185
+def regrow_controls() -> tuple:
+    """The controls of the regrowth player: `(image, frame slider, damage y, damage x, radius, [Run, Damage, Reset])`;
+    the damage centre is a fraction of the grid's height and width, the radius a fraction of its size."""
+    import ipywidgets as w
+    return (w.Image(format="png"),
+            w.IntSlider(value=0, min=0, max=0, description="frame", continuous_update=True),
+            w.FloatSlider(value=0.35, min=0, max=1, step=0.05, description="damage y"),
+            w.FloatSlider(value=0.5, min=0, max=1, step=0.05, description="damage x"),
+            w.FloatSlider(value=0.2, min=0.05, max=0.5, step=0.05, description="radius"),
+            [w.Button(description=d) for d in ("Run", "Damage", "Reset")])
+
 # %% ../../nbs/nca/05_visualise.ipynb #c6d73f93
 class Regrow:
     "An ipywidgets player: run an NCA, scrub through the frames, damage the pattern and watch it regrow."
@@ -167,12 +179,7 @@ class Regrow:
         self.model, self.steps_per_frame, self.frames_per_run, self.scale = model, steps_per_frame, frames_per_run, scale
         self.key = jax.random.key(seed)
         self.history = [jnp.asarray(state)]
-        self.image = w.Image(format="png")
-        self.slider = w.IntSlider(value=0, min=0, max=0, description="frame", continuous_update=True)
-        self.cy = w.FloatSlider(value=0.35, min=0, max=1, step=0.05, description="damage y")
-        self.cx = w.FloatSlider(value=0.5, min=0, max=1, step=0.05, description="damage x")
-        self.radius = w.FloatSlider(value=0.2, min=0.05, max=0.5, step=0.05, description="radius")
-        buttons = [w.Button(description=d) for d in ("Run", "Damage", "Reset")]
+        self.image, self.slider, self.cy, self.cx, self.radius, buttons = regrow_controls()
         for b, f in zip(buttons, (self.run, self.damage, self.reset)):
             b.on_click(lambda _, f=f: f())
         self.slider.observe(lambda change: self._show(), names="value")

@@ -148,11 +148,9 @@ class PDE(Model):
 
     def rollout(self, u0: jax.Array, steps: int, key: jax.Array | None = None, every: int | None = None,
                 solver: Solver | None = None) -> tuple[jax.Array, jax.Array | None]:
-        """Run `steps` steps of `dt` (the `solver`'s; default Heun at `simulation["dt"]`) from `u0`.
-
-        Returns `(final, trajectory)`; `trajectory` is `None` when `every` is None, else `[T, ...]` time first
-        (`[T, B, ...]` for a batch), `T = ceil(steps / every) + 1` states including the initial one.
-        `key` is there for the signature NCA and agent models share: a deterministic PDE does not use it."""
+        """Run `steps` steps of `dt` (the `solver`'s; default Heun at `simulation["dt"]`) from `u0`: `(final, trajectory)`,
+        `trajectory` `None` without `every`, else `[T, ...]` time first (`[T, B, ...]` for a batch; `T = ceil(steps /
+        every) + 1` states with the initial one). `key` is unused (a PDE is deterministic; NCA and agents share it)."""
         return _rollout(self, u0, steps, every, solver)
 
 # %% ../../nbs/pde/00_solver.ipynb #0dc7a860
