@@ -100,6 +100,9 @@ def _switched(model: NCA, candidates: Sequence[int], shape: Sequence[int], which
     where = jnp.broadcast_to((jnp.arange(k) == which).astype(jnp.float32)[:, None, None], (k, h, w))
     values = jnp.zeros((k, h, w))
     old, channels = model.fixed, tuple(candidates)
+    if old is not None and old.from_state:
+        raise ValueError("channel ablation holds channels at fixed values, but this NCA's environment takes its "
+                         "values or mask from the state (FixedChannels with values=None or a mask_channel)")
     if old is not None:
         ow = jnp.ones(old.values.shape) if old.where is None else jnp.broadcast_to(old.where, old.values.shape)
         where = jnp.concatenate([ow, where])
@@ -316,7 +319,7 @@ def nca_figures(model: NCA, x0, steps: int, loss: Callable[[NCA], float] | None 
     figures["gain"] = plot_sensitivity(model, gain, "gain: mean |d update / d feature| x feature spread")
     kernel_gain = gain.reshape(model.channels, len(model.kernels), model.channels).sum(axis=(0, 2))
     numbers["kernel_gain"] = dict(zip(model.kernels, np.round(kernel_gain, 6).tolist()))
-    if loss is not None and model.channels > model.visible:
+    if loss is not None and model.channels > model.visible and not (model.fixed is not None and model.fixed.from_state):
         abl = ablation(model, loss, x0.shape[-2:])
         figures["ablation"] = plot_ablation(abl)
         numbers["ablation"] = abl
